@@ -1,0 +1,96 @@
+"""`thoughtmill bench generate`: the generate stage against raw vLLM, side by side in one run.
+
+Both sides use the same engine instance (so the same engine settings), the same prompts and the
+same per-request sampling parameters and seeds; runs alternate raw/stage so drift in machine
+load hits both. The stage side is the whole stage: batching, splitting, segmentation, answer
+extraction and atomic Parquet writes. Segmentation + extraction alone is then measured on
+synthetic R1-length traces (see `flows/bench/segmentation.py`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from flows.bench.segmentation import bench_segmentation
+from schemas import PROBLEMS
+from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.generate import Generate, GenerateConfig, problem_seed
+from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.shards import write_table
+
+
+def _raw(engine, prompts: list[str], seeds: list[int], sampling: SamplingConfig) -> tuple[int, float]:
+    params = [engine.sampling_params(sampling, seed) for seed in seeds]
+    start = time.perf_counter()
+    outs = engine.llm.generate(prompts, params, use_tqdm=False)
+    seconds = time.perf_counter() - start
+    return sum(len(c.token_ids) for o in outs for c in o.outputs), seconds
+
+
+def _stage(engine, problems_dir: Path, out: Path, cfg: GenerateConfig) -> tuple[int, float]:
+    step = Generate(problems_dir, out, cfg, engine=engine)
+    start = time.perf_counter()
+    step.run()
+    return step.stats["tokens_generated"].total, time.perf_counter() - start
+
+
+def bench_generate(
+    model: str = "tiny:teacher", problems: int = 64, n: int = 8, max_tokens: int = 300, repeats: int = 3
+) -> dict:
+    sampling = SamplingConfig(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=5, seed=0)
+    cfg = GenerateConfig(engine=EngineConfig(model=model), sampling=sampling, chunk_size=problems, store_logprobs=True)
+    engine = build_engine(cfg.engine)
+    rows = list(load_problems(ProblemSourceConfig(split="demo", limit=problems)))
+    prompts = [engine.chat_prompt(r["problem"]) for r in rows]
+    seeds = [problem_seed(r["problem_id"], sampling.seed) for r in rows]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        write_table(pa.Table.from_pylist(rows, schema=PROBLEMS.arrow_schema), Path(tmp) / "p" / "p.parquet", PROBLEMS)
+        _raw(engine, prompts, seeds, sampling)  # warm-up
+        for i in range(repeats):
+            raw_tokens, raw_s = _raw(engine, prompts, seeds, sampling)
+            stage_tokens, stage_s = _stage(engine, Path(tmp) / "p", Path(tmp) / f"out{i}", cfg)
+            runs.append(
+                {
+                    "raw_tok_s": raw_tokens / raw_s,
+                    "stage_tok_s": stage_tokens / stage_s,
+                    "ratio": (stage_tokens / stage_s) / (raw_tokens / raw_s),
+                }
+            )
+    engine.close()
+    return {
+        "model": model,
+        "problems": problems,
+        "n": n,
+        "runs": runs,
+        "median_raw_tok_s": statistics.median(r["raw_tok_s"] for r in runs),
+        "median_stage_tok_s": statistics.median(r["stage_tok_s"] for r in runs),
+        "median_ratio": statistics.median(r["ratio"] for r in runs),
+    }
+
+
+def main(repeats: int = 3, traces: tuple[int, int] = (10_000, 100_000)) -> None:
+    g = bench_generate(repeats=repeats)
+    for i, r in enumerate(g["runs"]):
+        print(
+            f"run {i}: raw vLLM {r['raw_tok_s']:.0f} tok/s, generate stage {r['stage_tok_s']:.0f} tok/s, "
+            f"ratio {r['ratio']:.3f}"
+        )
+    print(
+        f"generate/raw-vLLM throughput ratio (median of {len(g['runs'])}): {g['median_ratio']:.3f} "
+        f"[{g['median_stage_tok_s']:.0f} vs {g['median_raw_tok_s']:.0f} tok/s; {g['problems']} problems x n={g['n']}]"
+    )
+    small, large = (bench_segmentation(t) for t in traces)
+    for r in (small, large):
+        print(
+            f"segmentation+extraction: {r['traces']} traces of ~4,000 tokens at {r['traces_per_s_per_core']:.0f} "
+            f"traces/s/core, peak RSS {r['peak_rss_mb']:.1f} MB"
+        )
+    print(
+        f"peak memory {large['traces']} vs {small['traces']} traces: {large['peak_rss_mb'] / small['peak_rss_mb']:.3f}x"
+    )

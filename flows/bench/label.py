@@ -1,0 +1,145 @@
+"""`thoughtmill bench label`: each labeler and the consensus against exact arithmetic truth.
+
+On tiny-reasoner traces every step's truth is computable exactly (`step_truth`), so this reports
+for each labeler the ProcessBench metric (accuracy on erroneous traces, on correct traces, and
+their harmonic mean F1 for the first-error index), the tokens it generated per labeled trace,
+and the calibration of the model's step confidence against true step correctness (AUROC, ECE).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from schemas import PROBLEMS, TRACES
+from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.generate import Generate, GenerateConfig
+from stages.label.consensus import ConsensusConfig, consensus
+from stages.label.judge import JudgeConfig, JudgeLabeler
+from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
+from stages.label.symbolic import SymbolicLabeler
+from stages.problems.arithmetic import first_error, parse_expression, step_truth
+from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.shards import read_table, shard_paths, write_table
+
+
+def processbench(pred: list[int | None], truth: list[int]) -> dict:
+    err = [p == t for p, t in zip(pred, truth) if t >= 0]
+    cor = [p == -1 for p, t in zip(pred, truth) if t < 0]
+    a, b = (sum(x) / len(x) if x else float("nan") for x in (err, cor))
+    return {
+        "erroneous_acc": a,
+        "correct_acc": b,
+        "f1": 2 * a * b / (a + b) if a + b else 0.0,
+        "n_erroneous": len(err),
+        "n_correct": len(cor),
+    }
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a correct step scores above a wrong one (Mann-Whitney U, ties half)."""
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    allv = np.concatenate([pos, neg])
+    for v in np.unique(allv):  # average ranks of ties
+        idx = allv == v
+        ranks[idx] = ranks[idx].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def ece(conf: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    edges = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(
+        sum(
+            abs(conf[edges == b].mean() - labels[edges == b].mean()) * (edges == b).mean()
+            for b in range(bins)
+            if (edges == b).any()
+        )
+    )
+
+
+def sample_traces(engine, problems: int, n: int, tmp: Path) -> list[dict]:
+    rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems, seed=7)))
+    write_table(pa.Table.from_pylist(rows, schema=PROBLEMS.arrow_schema), tmp / "p" / "p.parquet", PROBLEMS)
+    cfg = GenerateConfig(sampling=SamplingConfig(n=n, max_tokens=300, seed=11), chunk_size=problems)
+    Generate(tmp / "p", tmp / "t", cfg, engine=engine).run()
+    return pa.concat_tables([read_table(p, TRACES) for p in shard_paths(tmp / "t")]).to_pylist()
+
+
+def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:teacher") -> dict:
+    engine = build_engine(EngineConfig(model=model, enforce_eager=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        traces = [t for t in sample_traces(engine, problems, n, Path(tmp)) if t["steps"]]
+    truth_steps = [
+        step_truth(parse_expression(t["problem"].removeprefix("What is ").rstrip("?")), [s["text"] for s in t["steps"]])
+        for t in traces
+    ]
+    truth = [first_error(ts) for ts in truth_steps]
+    rollout = dict(k=k, max_tokens=300, seed=5)
+    labelers = {
+        "symbolic": SymbolicLabeler(),
+        "mc_per_step": MonteCarloLabeler(engine, RolloutConfig(strategy="per_step", **rollout)),
+        "mc_binary_search": MonteCarloLabeler(engine, RolloutConfig(strategy="binary_search", **rollout)),
+        "judge": JudgeLabeler(engine, JudgeConfig(template="compact", max_tokens=400)),
+    }
+    results, verdicts = {}, {}
+    for name, labeler in labelers.items():
+        got = labeler.label(traces)
+        verdicts[name] = got
+        results[name] = {
+            **processbench([g.first_error for g in got], truth),
+            "tokens_per_trace": statistics.mean(g.tokens for g in got),
+        }
+    for mc in ("mc_per_step", "mc_binary_search"):
+        policy = ConsensusConfig(sources=["mc", "judge"])
+        cons = [
+            consensus({"mc": m, "judge": j}, len(t["steps"]), policy)
+            for t, m, j in zip(traces, verdicts[mc], verdicts["judge"])
+        ]
+        kept = [i for i, c in enumerate(cons) if c.status == "agree"]
+        results[f"consensus({mc}+judge)"] = {
+            **processbench([cons[i].first_error for i in kept], [truth[i] for i in kept]),
+            "kept": len(kept) / len(traces),
+            "tokens_per_trace": results[mc]["tokens_per_trace"] + results["judge"]["tokens_per_trace"],
+        }
+    conf = np.array([math.exp(s["mean_logprob"]) for t in traces for s in t["steps"]])
+    correct = np.array([ok for ts in truth_steps for ok in ts], dtype=bool)
+    engine.close()
+    return {
+        "traces": len(traces),
+        "erroneous": sum(t >= 0 for t in truth),
+        "labelers": results,
+        "calibration": {"steps": len(conf), "auroc": auroc(conf, correct), "ece": ece(conf, correct)},
+        "binary_vs_per_step_tokens": results["mc_binary_search"]["tokens_per_trace"]
+        / max(results["mc_per_step"]["tokens_per_trace"], 1e-9),
+    }
+
+
+def main(problems: int = 64, n: int = 4, k: int = 4) -> None:
+    r = bench_label(problems, n, k)
+    print(f"{r['traces']} tiny-reasoner traces, {r['erroneous']} with an exact first error")
+    print(f"{'labeler':34} {'err_acc':>8} {'cor_acc':>8} {'F1':>6} {'kept':>6} {'tokens/trace':>13}")
+    for name, m in r["labelers"].items():
+        kept = f"{m['kept']:.2f}" if "kept" in m else "1.00"
+        print(
+            f"{name:34} {m['erroneous_acc']:8.3f} {m['correct_acc']:8.3f} {m['f1']:6.3f} {kept:>6} "
+            f"{m['tokens_per_trace']:13.1f}"
+        )
+    ps, bs = r["labelers"]["mc_per_step"], r["labelers"]["mc_binary_search"]
+    print(
+        f"binary search / per-step rollout tokens: {r['binary_vs_per_step_tokens']:.3f}; "
+        f"F1 difference: {bs['f1'] - ps['f1']:+.3f}"
+    )
+    c = r["calibration"]
+    print(
+        f"step confidence vs true step correctness over {c['steps']} steps: AUROC {c['auroc']:.3f}, ECE {c['ece']:.3f}"
+    )

@@ -1,0 +1,115 @@
+"""`thoughtmill`: the command line. Thin: parses arguments and calls stages, flows and benches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _models_eval(args: argparse.Namespace) -> int:
+    from infra.tiny_reasoner.evaluate import answer_accuracy, as_dict, judge_accuracy
+    from stages.engine import EngineConfig, build_engine
+
+    name = args.model if args.model.startswith("tiny:") or "/" in args.model else f"tiny:{args.model}"
+    engine = build_engine(EngineConfig(model=name, seed=args.seed, enforce_eager=True))
+    result = {"model": name, "answers": as_dict(answer_accuracy(engine, args.problems, args.samples, args.seed))}
+    if not args.no_judge:
+        result["judge"] = as_dict(judge_accuracy(engine, args.judge_tasks, seed=args.seed))
+    engine.close()
+    a = result["answers"]
+    print(
+        f"{name}: final-answer accuracy {a['accuracy']:.3f} over {a['samples']} samples "
+        f"({a['problems']} held-out problems, temperature 1.0); thinking-answer agreement "
+        f"{a['thinking_answer_agreement']:.3f}"
+    )
+    if "judge" in result:
+        j = result["judge"]
+        print(
+            f"{name}: judge accuracy {j['accuracy']:.3f} (earliest wrong step, exact match over {j['tasks']} tasks) "
+            f"vs always -1: {j['always_minus_one']:.3f}; unparseable verdicts {j['unparseable']:.3f}"
+        )
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _problems(args: argparse.Namespace) -> int:
+    from stages.problems.shards import write_problem_shards
+    from stages.problems.sources import ProblemSourceConfig
+
+    cfg = ProblemSourceConfig(kind="arithmetic", split=args.split, limit=args.n, seed=args.seed)
+    paths = write_problem_shards(cfg, Path(args.out), args.shard_size)
+    print(f"wrote {len(paths)} problems shard(s) to {args.out}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.curate import curate
+    from flows.recipe import load_recipe, parse_overrides
+
+    recipe = load_recipe(args.recipe, parse_overrides(args.set))
+    out = Path(args.out or f"out/{recipe.name}")
+    summary = curate(recipe, str(out))
+    print(f"thoughtmill: run {recipe.name!r} finished; output in {summary['out']}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "generate":
+        from flows.bench.generate import main as bench_generate
+
+        bench_generate(repeats=args.repeats)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="thoughtmill", description="Curate aligned reasoning corpora.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the curate flow for a recipe")
+    run.add_argument("--recipe", default="demo", help="a recipe name in flows/recipes/ or a YAML path")
+    run.add_argument("--out", help="output root (default: out/<recipe name>)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    run.set_defaults(func=_run)
+
+    models = sub.add_parser("models", help="the embedded tiny reasoner models").add_subparsers(
+        dest="action", required=True
+    )
+    ev = models.add_parser("eval", help="measure final-answer and judge accuracy through vLLM")
+    ev.add_argument("--model", default="teacher", help="teacher | student | tiny:NAME | a model path")
+    ev.add_argument("--problems", type=int, default=200)
+    ev.add_argument("--samples", type=int, default=2, help="samples per problem")
+    ev.add_argument("--judge-tasks", type=int, default=200)
+    ev.add_argument("--no-judge", action="store_true")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_models_eval)
+
+    bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
+    bench.add_argument("what", choices=["generate"])
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.set_defaults(func=_bench)
+
+    pr = sub.add_parser("problems", help="write bundled arithmetic problems as Parquet shards")
+    pr.add_argument("--split", default="demo", choices=["train", "eval", "demo"])
+    pr.add_argument("--n", type=int, default=32)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--shard-size", type=int, default=1000)
+    pr.add_argument("--out", required=True)
+    pr.set_defaults(func=_problems)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

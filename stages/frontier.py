@@ -1,0 +1,106 @@
+"""Frontier: keep what the student can learn from.
+
+Per problem, the student's pass rate from its own samples must fall within a band (open-r1 keeps
+[0.1, 0.9]: always-solved problems teach nothing, never-solved ones are beyond reach). Per
+sample, the student's likelihood profile: mean per-token NLL of the response given the prompt,
+and IFD = PPL(A|Q) / PPL(A) (selective reflection-tuning): above the threshold the question does
+not help the student predict the answer, so the sample is beyond its frontier. Every drop is
+recorded with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import FRONTIER, LABELED_TRACES
+from stages.answers import extract_answer, split_thinking
+from stages.base import ShardStage
+from stages.engine import Engine, EngineConfig, SamplingConfig, shared_engine
+from stages.label.verify import verify_answer
+
+
+class FrontierConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    student: EngineConfig = Field(default_factory=lambda: EngineConfig(model="tiny:student"))
+    samples: int = 8  # student samples per problem for its pass rate
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=400, logprobs=0))
+    prompt_template: str = "{problem}"
+    pass_rate_band: tuple[float, float] = (0.1, 0.9)
+    max_ifd: float = 1.0
+    verifier: str = "math"
+    chunk_size: int = 4096
+
+
+def pass_rates(engine: Engine, problems: dict[str, dict], cfg: FrontierConfig) -> dict[str, float]:
+    ids = sorted(problems)
+    prompts = [engine.chat_prompt(cfg.prompt_template.format(problem=problems[i]["problem"])) for i in ids]
+    sampling = cfg.sampling.model_copy(update={"n": cfg.samples})
+    rates = {}
+    for pid, gen in zip(ids, engine.generate(prompts, sampling) if ids else []):
+        ok = [
+            verify_answer(problems[pid]["gold_answer"], extract_answer(split_thinking(s.text).answer), cfg.verifier)
+            for s in gen.samples
+        ]
+        rates[pid] = sum(bool(x) for x in ok) / max(len(ok), 1)
+    return rates
+
+
+def likelihoods(engine: Engine, traces: list[dict], cfg: FrontierConfig) -> list[tuple[float, float]]:
+    """(NLL given the question, NLL without it), mean per token, under the student."""
+    empty = engine.chat_prompt("")
+    prompts, conts = [], []
+    for t in traces:
+        prompts += [engine.chat_prompt(cfg.prompt_template.format(problem=t["problem"])), empty]
+        conts += [t["completion"], t["completion"]]
+    scores = engine.score(prompts, conts) if prompts else []
+    nll = [-sum(s) / max(len(s), 1) for s in scores]
+    return list(zip(nll[0::2], nll[1::2]))
+
+
+def decide(pass_rate: float, ifd: float, cfg: FrontierConfig) -> str:
+    lo, hi = cfg.pass_rate_band
+    if pass_rate < lo:
+        return "pass_rate_too_low"
+    if pass_rate > hi:
+        return "pass_rate_too_high"
+    if not math.isfinite(ifd) or ifd > cfg.max_ifd:
+        return "ifd_too_high"
+    return ""
+
+
+class Frontier(ShardStage):
+    name = "frontier"
+    in_features = LABELED_TRACES
+    out_features = FRONTIER
+
+    def __init__(self, input_dir, output_dir, cfg: FrontierConfig, engine: Engine | None = None) -> None:
+        super().__init__(input_dir, output_dir, cfg.chunk_size)
+        self.cfg, self.engine = cfg, engine
+
+    def setup(self, rank: int) -> None:
+        if self.engine is None:
+            self.engine = shared_engine(self.cfg.student)
+
+    def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+        problems = {t["problem_id"]: t for t in rows}
+        rates = pass_rates(self.engine, problems, self.cfg)
+        out = []
+        for t, (nll, nll_q0) in zip(rows, likelihoods(self.engine, rows, self.cfg)):
+            ifd = math.exp(nll - nll_q0)
+            reason = decide(rates[t["problem_id"]], ifd, self.cfg)
+            self.stat_update(f"dropped_{reason}" if reason else "kept")
+            out.append(
+                {
+                    "trace_id": t["trace_id"],
+                    "problem_id": t["problem_id"],
+                    "pass_rate": rates[t["problem_id"]],
+                    "nll": nll,
+                    "nll_unconditioned": nll_q0,
+                    "ifd": ifd,
+                    "keep": not reason,
+                    "drop_reason": reason,
+                }
+            )
+        return out, []

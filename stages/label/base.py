@@ -1,0 +1,46 @@
+"""The labeler interface: every step labeler answers, per trace, where the first error is.
+
+Labelers work on a batch of traces at once (so model-backed ones make one batched engine call
+per round) and return one `TraceLabel` each. A labeler that cannot decide for a trace says so
+(`first_error=None` with a `note`) instead of guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class TraceLabel:
+    """One labeler's verdict on one trace. `first_error` is the earliest wrong step (-1: none;
+    None: no verdict); `step_labels[i]` is True for a step judged correct; `tokens` counts what
+    the labeler generated for this trace."""
+
+    first_error: int | None
+    step_labels: list[bool | None] = field(default_factory=list)
+    step_values: list[float | None] = field(default_factory=list)
+    tokens: int = 0
+    note: str | None = None
+
+
+class StepLabeler(Protocol):
+    name: str
+
+    def label(self, traces: list[dict]) -> list[TraceLabel]: ...
+
+
+def labels_from_first_error(first_error: int | None, n_steps: int) -> list[bool | None]:
+    """Process labels: steps before the first error are correct, the rest are not."""
+    if first_error is None:
+        return [None] * n_steps
+    if first_error < 0:
+        return [True] * n_steps
+    return [i < first_error for i in range(n_steps)]
+
+
+def step_prefix(trace: dict, step: int) -> str:
+    """The prompt plus the completion up to the end of `step` (-1: up to the thinking's start)."""
+    start = max(trace["thinking_start"], 0)
+    end = start + (trace["steps"][step]["char_end"] if step >= 0 else 0)
+    return trace["prompt"] + trace["completion"][:end]

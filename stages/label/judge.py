@@ -1,0 +1,52 @@
+"""The teacher judge labeler: a ProcessBench-style verdict on the earliest wrong step.
+
+Goes through the engine layer, so the judge is the tiny teacher in-process for tests and the
+demo, or a large model behind an OpenAI-compatible endpoint in a real run. Verdicts that do not
+parse are recorded with their reason, never guessed.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from stages.engine import Engine, SamplingConfig
+from stages.label.base import TraceLabel, labels_from_first_error
+from stages.label.judge_format import TEMPLATES, judge_prompt, parse_verdict
+
+
+class JudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    template: str = "processbench"
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    seed: int = 0
+
+
+class JudgeLabeler:
+    name = "judge"
+
+    def __init__(self, engine: Engine, cfg: JudgeConfig) -> None:
+        if cfg.template not in TEMPLATES:
+            raise ValueError(f"unknown judge template {cfg.template!r}; known: {sorted(TEMPLATES)}")
+        self.engine, self.cfg = engine, cfg
+
+    def label(self, traces: list[dict]) -> list[TraceLabel]:
+        if not traces:
+            return []
+        prompts = [
+            self.engine.chat_prompt(judge_prompt(t["problem"], [s["text"] for s in t["steps"]], self.cfg.template))
+            for t in traces
+        ]
+        sampling = SamplingConfig(n=1, temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens,
+                                  seed=self.cfg.seed, logprobs=0)
+        out = []
+        for t, gen in zip(traces, self.engine.generate(prompts, sampling)):
+            n = len(t["steps"])
+            if gen.error or not gen.samples:
+                out.append(TraceLabel(None, [None] * n, note=f"judge_error: {gen.error}"))
+                continue
+            sample = gen.samples[0]
+            verdict = parse_verdict(sample.text, n)
+            out.append(TraceLabel(verdict.index, labels_from_first_error(verdict.index, n), tokens=len(sample.offsets),
+                                  note=verdict.error))
+        return out

@@ -1,0 +1,58 @@
+"""ProcessBench-format judge prompts and verdict parsing: pure functions behind a name.
+
+The teacher judge reads a problem and its indexed steps and answers the index of the earliest
+wrong step, or -1. Two templates: `processbench` is the paper's own wording (for real teacher
+models); `compact` says the same in few characters, for the tiny reasoner's short context.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PROCESSBENCH = (
+    "The following is a math problem and a solution (split into paragraphs, enclosed with tags and "
+    "indexed from 0):\n\n[Math Problem]\n\n{problem}\n\n[Solution]\n\n{tagged_steps}\n\n"
+    "Your task is to review and critique the solution paragraph by paragraph. Once you identify an "
+    "error in a paragraph, return the index of the paragraph where the earliest error occurs. "
+    'Otherwise, return the index of -1 (which typically denotes "not found").\n\n'
+    "Please put your final answer (i.e., the index) in \\boxed{{}}."
+)
+COMPACT = "Problem: {problem}\nSteps:\n{tagged_steps}\nEarliest wrong step, or -1?"
+TEMPLATES = {"processbench": PROCESSBENCH, "compact": COMPACT}
+
+
+def tag_steps(steps: list[str], template: str) -> str:
+    if template == "processbench":
+        return "\n\n".join(f"<paragraph_{i}>\n{s}\n</paragraph_{i}>" for i, s in enumerate(steps))
+    return "\n".join(f"[{i}] {s}" for i, s in enumerate(steps))
+
+
+def judge_prompt(problem: str, steps: list[str], template: str = "processbench") -> str:
+    """The user message asking for the earliest wrong step of `steps`."""
+    return TEMPLATES[template].format(problem=problem, tagged_steps=tag_steps(steps, template))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A parsed judge answer: `index` is the earliest wrong step (-1: none); `error` says why
+    a verdict could not be used (then `index` is None)."""
+
+    index: int | None
+    error: str | None = None
+
+
+_BOXED_INDEX = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+
+
+def parse_verdict(text: str, n_steps: int) -> Verdict:
+    """Take the last `\\boxed{i}` after any thinking; reject missing, non-integer or
+    out-of-range indices instead of guessing."""
+    answer = text.rsplit("</think>", 1)[-1]
+    found = _BOXED_INDEX.findall(answer)
+    if not found:
+        return Verdict(None, "no_boxed_index")
+    index = int(found[-1])
+    if index < -1 or index >= n_steps:
+        return Verdict(None, "index_out_of_range")
+    return Verdict(index)

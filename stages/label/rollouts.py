@@ -1,0 +1,102 @@
+"""Monte-Carlo step labels from rollouts: Math-Shepherd per-step, or OmegaPRM binary search.
+
+From the prefix ending at step i, k completions are sampled with a completer model through the
+engine layer (vLLM's prefix caching makes the shared prefixes cheap); the MC value of step i is
+the fraction that reach the gold answer. `per_step` estimates every step (k·S rollouts);
+`binary_search` finds the first step whose MC value is 0, assuming a prefix with MC > 0 is
+correct so far (k·log S rollouts), and spends nothing on a trace whose own final answer is
+right: the trace itself is a successful rollout from each of its prefixes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from stages.answers import extract_answer, split_thinking
+from stages.engine import Engine, SamplingConfig
+from stages.label.base import TraceLabel, labels_from_first_error, step_prefix
+from stages.label.verify import verify_answer
+
+
+class RolloutConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    strategy: Literal["per_step", "binary_search"] = "binary_search"
+    k: int = 4
+    max_tokens: int = 300
+    temperature: float = 1.0
+    seed: int = 0
+    verifier: str = "math"
+    trust_correct_traces: bool = True  # binary search: a correct trace needs no rollouts
+
+
+def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bool:
+    """Does the trace's completion up to `prefix`, continued by `rollout`, end with the gold answer?"""
+    completion = prefix[len(trace["prompt"]) :] + rollout
+    parts = split_thinking(completion, prompt_opened=trace["prompt"].rstrip().endswith("<think>"))
+    return bool(verify_answer(trace["gold_answer"], extract_answer(parts.answer) if parts.closed else None, verifier))
+
+
+def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]]) -> list[tuple[float, int]]:
+    """(MC value, tokens generated) of each (trace, prefix text): k completions of the prefix,
+    the fraction whose answer verifies against the trace's gold answer. One engine call."""
+    if not items:
+        return []
+    sampling = SamplingConfig(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed,
+                              logprobs=0)
+    out = []
+    for (trace, prefix), gen in zip(items, engine.generate([p for _, p in items], sampling)):
+        hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for s in gen.samples)
+        out.append((hits / max(len(gen.samples), 1), sum(len(s.offsets) for s in gen.samples)))
+    return out
+
+
+class MonteCarloLabeler:
+    def __init__(self, engine: Engine, cfg: RolloutConfig) -> None:
+        self.engine, self.cfg = engine, cfg
+        self.name = f"mc_{cfg.strategy}"
+
+    def _values(self, requests: list[tuple[dict, int]]) -> list[tuple[float, int]]:
+        """(MC value, tokens generated) for each (trace, step) request, in one engine call."""
+        return rollout_values(self.engine, self.cfg, [(t, step_prefix(t, i)) for t, i in requests])
+
+    def label(self, traces: list[dict]) -> list[TraceLabel]:
+        if self.cfg.strategy == "per_step":
+            return self._per_step(traces)
+        return self._binary_search(traces)
+
+    def _per_step(self, traces: list[dict]) -> list[TraceLabel]:
+        requests = [(t, i) for t in traces for i in range(len(t["steps"]))]
+        values = iter(self._values(requests))
+        labels = []
+        for t in traces:
+            got = [next(values) for _ in t["steps"]]
+            mc = [v for v, _ in got]
+            first = next((i for i, v in enumerate(mc) if v == 0), -1)
+            labels.append(TraceLabel(first, labels_from_first_error(first, len(mc)), mc, sum(n for _, n in got)))
+        return labels
+
+    def _binary_search(self, traces: list[dict]) -> list[TraceLabel]:
+        state = []  # per trace: [lo, hi, values, tokens]
+        for t in traces:
+            n = len(t["steps"])
+            trusted = self.cfg.trust_correct_traces and bool(verify_answer(t["gold_answer"], t["final_answer"],
+                                                                           self.cfg.verifier))
+            state.append([n, n, [None] * n, 0] if trusted else [0, n, [None] * n, 0])
+        while True:
+            active = [(j, (s[0] + s[1]) // 2) for j, s in enumerate(state) if s[0] < s[1]]
+            if not active:
+                break
+            for (j, mid), (value, tokens) in zip(active, self._values([(traces[j], mid) for j, mid in active])):
+                s = state[j]
+                s[2][mid], s[3] = value, s[3] + tokens
+                if value > 0:
+                    s[0] = mid + 1
+                else:
+                    s[1] = mid
+        labels = []
+        for t, (lo, _, values, tokens) in zip(traces, state):
+            first = lo if lo < len(t["steps"]) else -1
+            labels.append(TraceLabel(first, labels_from_first_error(first, len(values)), values, tokens))
+        return labels

@@ -1,0 +1,340 @@
+"""Symbolic step checker: find the arithmetic claims a reasoning step makes and check them exactly.
+
+A trusted, free step label: `81 * 4 = 324` is checked without a judge model. Only expressions made of
+numbers, `+ - * / ^` and parentheses count as claims (anything touching a variable is left to the
+judge), both sides are evaluated with `fractions.Fraction` by a small recursive-descent parser (never
+`eval`), and every size is capped, so hostile text such as `9**9**9**9 = 1` or a 10,000-digit number
+gives "unknown" at once instead of a hang. Verdicts err towards "unknown": a claim only makes a step
+"wrong" when it was cleanly delimited from the surrounding prose.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from stages.label.base import TraceLabel
+
+MAX_STEP_CHARS = 100_000  # longer steps are not scanned at all
+MAX_SIDE_CHARS = 300  # one side of a claim
+MAX_DIGITS = 200  # one number literal
+MAX_BITS = 40_000  # any intermediate numerator/denominator (~12,000 digits)
+MAX_DEPTH = 40  # parenthesis / sign / power nesting
+MAX_CLAIMS = 100  # per step; the rest of a step is not scanned
+FRAC_PASSES = 8  # nested \frac levels unfolded
+
+Node = tuple
+
+
+class Uncheckable(ValueError):
+    """The claim is well-formed but too big or undefined to evaluate (huge power, 1/0, 4^(1/2))."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    lhs: str
+    rhs: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.lhs} = {self.rhs}"
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """`claims` counts the claims that could be evaluated; `false_claims` lists the false ones."""
+
+    verdict: Literal["correct", "wrong", "unknown"]
+    claims: int
+    false_claims: list[str]
+
+
+# --- normalising LaTeX and unicode to plain arithmetic ----------------------------------------------
+
+_REPLACEMENTS = [
+    (re.compile(r"\\(?:left|right|[bB]igg?[lr]?)\s*([()])"), r"\1"),
+    (re.compile(r"\\[$()\[\]]|\$"), " "),  # math delimiters and escaped dollars (currency)
+    (re.compile(r"\{,\}"), ","),
+    (re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))"), ""),  # 1\,000
+    (re.compile(r"\\[,;:! ]"), " "),
+    (re.compile(r"\\(?:times|cdot|ast)(?![A-Za-z])|[×·⋅∙∗]"), " * "),
+    (re.compile(r"\\div(?![A-Za-z])|[÷∕]"), " / "),
+    (re.compile(r"−"), "-"),
+    (re.compile(r"\*\*"), "^"),
+    (re.compile(r"=="), "="),
+]
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_SHORT_FRAC = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])")
+
+
+def normalize(text: str) -> str:
+    """Plain arithmetic: `\\frac{a}{b}` -> `((a)/(b))`, `\\times`/`·` -> `*`, `1,234` -> `1234`, braces ->
+    parentheses, math delimiters -> spaces. Each rule is one linear regex pass."""
+    for pattern, repl in _REPLACEMENTS:
+        text = pattern.sub(repl, text)
+    text = _SHORT_FRAC.sub(r"((\1)/(\2))", text)
+    for _ in range(FRAC_PASSES):
+        text, n = _FRAC.subn(r"((\1)/(\2))", text)
+        if not n:
+            break
+    text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+    return text.replace("{", "(").replace("}", ")")
+
+
+# --- parsing (no evaluation) -----------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d+)?|\.\d+)|([-+*/^()]))")
+
+
+def tokenize(expr: str) -> list[str] | None:
+    tokens, pos, expr = [], 0, expr.rstrip()
+    while pos < len(expr):
+        m = _TOKEN.match(expr, pos)
+        if not m:
+            return None
+        tokens.append(m.group(1) or m.group(2))
+        pos = m.end()
+    return tokens
+
+
+def parse(expr: str) -> Node | None:
+    """`expr` as a tree of `("num", literal)`, `("neg", x)` and `(op, left, right)`; None when it is
+    not a complete, bounded arithmetic expression. Grammar: sum of products of signed powers;
+    `^` is right-associative and binds tighter than a unary minus (`-2^2` is -4)."""
+    if len(expr) > MAX_SIDE_CHARS:
+        return None
+    tokens = tokenize(expr)
+    if not tokens:
+        return None
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def binary(ops: str, operand, depth: int) -> Node:
+        node = operand(depth)
+        while peek() is not None and peek() in ops:
+            node = (take(), node, operand(depth))
+        return node
+
+    def sum_(depth: int) -> Node:
+        return binary("+-", product, depth)
+
+    def product(depth: int) -> Node:
+        return binary("*/", signed, depth)
+
+    def signed(depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise SyntaxError("too deep")
+        if peek() in ("-", "+"):
+            sign = take()
+            inner = signed(depth + 1)
+            return ("neg", inner) if sign == "-" else inner
+        base = atom(depth)
+        if peek() == "^":
+            take()
+            return ("^", base, signed(depth + 1))
+        return base
+
+    def atom(depth: int) -> Node:
+        token = take() if peek() is not None else None
+        if token == "(":
+            node = sum_(depth + 1)
+            if peek() != ")":
+                raise SyntaxError("unbalanced")
+            take()
+            return node
+        if token is None or token in "+-*/^)":
+            raise SyntaxError("operand expected")
+        return ("num", token)
+
+    try:
+        tree = sum_(0)
+    except (SyntaxError, IndexError):
+        return None
+    return tree if pos == len(tokens) else None
+
+
+def has_operation(node: Node) -> bool:
+    """A binary operation anywhere: `2 + 3`, `-(1/2)`; a bare (signed) number is not an operation."""
+    return node[0] not in ("num", "neg") or (node[0] == "neg" and has_operation(node[1]))
+
+
+# --- exact evaluation ------------------------------------------------------------------------------
+
+
+def _bits(x: Fraction) -> int:
+    return max(x.numerator.bit_length(), x.denominator.bit_length())
+
+
+def _power(base: Fraction, exponent: Fraction) -> Fraction:
+    if exponent.denominator != 1:
+        raise Uncheckable("non-integer exponent")
+    e = exponent.numerator
+    if base in (0, 1, -1):
+        if base == 0 and e < 0:
+            raise Uncheckable("0 to a negative power")
+        return base**e
+    if _bits(base) * abs(e) > MAX_BITS:
+        raise Uncheckable("power too large")
+    return base**e
+
+
+def _divide(a: Fraction, b: Fraction) -> Fraction:
+    if b == 0:
+        raise Uncheckable("division by zero")
+    return a / b
+
+
+_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide, "^": _power}
+
+
+def evaluate(node: Node) -> Fraction:
+    """Exact value of a parsed tree; `Uncheckable` when a number, power or quotient is out of bounds."""
+    if node[0] == "num":
+        if len(node[1]) > MAX_DIGITS + 1:
+            raise Uncheckable("number too long")
+        return Fraction(node[1])
+    if node[0] == "neg":
+        return -evaluate(node[1])
+    value = _OPS[node[0]](evaluate(node[1]), evaluate(node[2]))
+    if _bits(value) > MAX_BITS:
+        raise Uncheckable("value too large")
+    return value
+
+
+def check_claim(claim: Claim) -> bool | None:
+    """True/False when both sides evaluate exactly, None when either side cannot be checked."""
+    lhs, rhs = parse(claim.lhs), parse(claim.rhs)
+    if lhs is None or rhs is None:
+        return None
+    try:
+        return evaluate(lhs) == evaluate(rhs)
+    except Uncheckable:
+        return None
+
+
+# --- finding claims in prose -----------------------------------------------------------------------
+
+_RUN = re.compile(r"[\d.\s+\-*/^()=]+")  # maximal stretches of arithmetic characters
+_GLUED = re.compile(r"[\w\\'\"!?|%&<>\[\]#@~]")  # next to a number, these make it part of something else
+_OPERATOR_WORDS = frozenset(
+    "of times by plus minus over divided multiplied into than x per squared cubed percent factorial".split()
+)
+_LAST_WORD = re.compile(r"([A-Za-z]+)\s*$")
+_FIRST_WORD = re.compile(r"^\s*([A-Za-z]+)")
+
+
+def _trim_first(part: str) -> str:
+    part = re.sub(r"^\d*\.+\s+", "", part)  # a full stop or list number: "done. 2 + 3 = 5", "1. 2 + 3 = 5"
+    while part.startswith("(") and part.count("(") > part.count(")"):
+        part = part[1:].lstrip()
+    return part
+
+
+def _trim_last(part: str) -> str:
+    part = part.rstrip(".").rstrip()  # "= 324."
+    while part.endswith("(") or (part.endswith(")") and part.count(")") > part.count("(")):
+        part = part[:-1].rstrip()
+    return part
+
+
+def _first_is_glued(part: str, before: str) -> bool:
+    """The first part continues an expression to its left: `x + 2 = ...`, `f(2) = ...`, `of 20 = ...`."""
+    if not part or part[0] in "+*/^" or (before and _GLUED.match(before[-1])):
+        return True
+    word = _LAST_WORD.search(before)
+    if word and word.group(1).lower() in _OPERATOR_WORDS:
+        return True
+    return part[0] == "-" and bool(before.rstrip()) and bool(_GLUED.match(before.rstrip()[-1]))
+
+
+def _last_is_glued(part: str, after: str) -> bool:
+    """The last part continues to its right: `= 6x`, `= 50%`, `= 3 times 4`."""
+    if not part or part[-1] in "+-*/^" or (after and _GLUED.match(after[0])):
+        return True
+    word = _FIRST_WORD.match(after)
+    return bool(word and word.group(1).lower() in _OPERATOR_WORDS)
+
+
+def _run_claims(run: str, before: str, after: str) -> list[Claim]:
+    """Claims of one `a = b = c` run: the first clean side against each later one. Sides that do not
+    parse, or that are glued to prose/variables at the run's edges, are dropped."""
+    parts = [" ".join(p.split()) if len(p) <= 2 * MAX_SIDE_CHARS else "" for p in run.split("=", MAX_CLAIMS)]
+    parts[0], parts[-1] = _trim_first(parts[0]), _trim_last(parts[-1])
+    trees = [parse(p) if p else None for p in parts]
+    if _first_is_glued(parts[0], before):
+        trees[0] = None
+    if _last_is_glued(parts[-1], after):
+        trees[-1] = None
+    sides = [(p, t) for p, t in zip(parts, trees) if t is not None]
+    if len(sides) < 2:
+        return []
+    (lhs, lhs_tree), rest = sides[0], sides[1:]
+    return [Claim(lhs, rhs) for rhs, rhs_tree in rest if has_operation(lhs_tree) or has_operation(rhs_tree)]
+
+
+def find_claims(step: str) -> list[Claim]:
+    """Every arithmetic equality in `step` (LaTeX or plain): `23 + 58 = 81`, `$\\frac{1}{2} + \\frac{1}{2}
+    = 1$`, each link of `a + b = c = d`. Sides with variables, and equalities between bare numbers
+    (`x = 20 = ...` leftovers), are not claims."""
+    if len(step) > MAX_STEP_CHARS:
+        return []
+    text = normalize(step)
+    claims = []
+    for m in _RUN.finditer(text):
+        run = m.group(0)
+        if "=" in run:
+            start = m.start() + len(run) - len(run.lstrip())  # the run without its surrounding spaces,
+            end = m.end() - len(run) + len(run.rstrip())  # so its neighbours are the adjacent chars
+            claims += _run_claims(text[start:end], text[max(0, start - 40) : start], text[end : end + 40])
+            if len(claims) >= MAX_CLAIMS:
+                return claims[:MAX_CLAIMS]
+    return claims
+
+
+def check_step(step: str) -> StepCheck:
+    """Verdict "wrong" when any claim is false, "correct" when at least one claim could be checked
+    and all checked ones hold, "unknown" when no claim could be checked."""
+    results = [(c, check_claim(c)) for c in find_claims(step)]
+    checked = [(c, ok) for c, ok in results if ok is not None]
+    false_claims = [c.text for c, ok in checked if not ok]
+    verdict = "wrong" if false_claims else "correct" if checked else "unknown"
+    return StepCheck(verdict, len(checked), false_claims)
+
+
+def check_steps(steps: list[str]) -> list[StepCheck]:
+    return [check_step(s) for s in steps]
+
+
+def first_error(checks: list[StepCheck]) -> int:
+    """Index of the first "wrong" step, -1 when none is."""
+    return next((i for i, c in enumerate(checks) if c.verdict == "wrong"), -1)
+
+
+class SymbolicLabeler:
+    """The step checker as a `StepLabeler`: `first_error` is the first wrong step, -1 when no step is
+    wrong and at least one was checked (steps without claims stay unlabeled), None with the note
+    "not_applicable" when the trace makes no checkable claim at all."""
+
+    name = "symbolic"
+
+    def label(self, traces: list[dict]) -> list[TraceLabel]:
+        return [self.label_steps([s["text"] for s in t["steps"]]) for t in traces]
+
+    @staticmethod
+    def label_steps(steps: list[str]) -> TraceLabel:
+        checks = check_steps(steps)
+        labels = [{"correct": True, "wrong": False}.get(c.verdict) for c in checks]
+        if all(c.verdict == "unknown" for c in checks):
+            return TraceLabel(None, labels, note="not_applicable")
+        return TraceLabel(first_error(checks), labels)

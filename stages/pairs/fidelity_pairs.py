@@ -1,0 +1,44 @@
+"""Fidelity pairs: a trace whose thinking agrees with its answer and has no flawed step, over a
+misaligned (thinking concludes one thing, the answer says another) or rationalized (correct
+answer over a flawed step) trace of the same problem."""
+
+from __future__ import annotations
+
+from stages.pairs.common import by_problem, make_pair
+
+
+def faithful(t: dict) -> bool:
+    return bool(
+        t["final_correct"] and t["thinking_answer_agrees"] and t["consensus"] == "agree" and t["first_error"] == -1
+    )
+
+
+def unfaithful_reason(t: dict) -> str | None:
+    if t["thinking_answer_agrees"] is False:
+        return "misaligned"
+    if t["rationalized"]:
+        return "rationalized"
+    return None
+
+
+def fidelity_pairs(traces: list[dict]) -> list[dict | None]:
+    pairs: list[dict | None] = []
+    for group in by_problem(traces).values():
+        good = sorted((t for t in group if faithful(t)), key=lambda t: t["trace_id"])
+        bad = sorted(((t, r) for t in group if (r := unfaithful_reason(t))), key=lambda x: x[0]["trace_id"])
+        for c, (r, reason) in zip(good * max(1, len(bad)), bad):
+            pairs.append(
+                make_pair(
+                    "fidelity",
+                    "fidelity",
+                    c,
+                    "",
+                    c["completion"],
+                    r["completion"],
+                    c["answer_confidence"],
+                    r["answer_confidence"],
+                    1.0,
+                    {"chosen_trace": c["trace_id"], "rejected_trace": r["trace_id"], "rejected_reason": reason},
+                )
+            )
+    return pairs

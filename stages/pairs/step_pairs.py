@@ -1,0 +1,154 @@
+"""CASPO-style step pairs: under one shared prefix, a correct next step over an incorrect one.
+
+Independent traces rarely share long prefixes, so the main source is next-step sampling: at a
+prefix (the steps before a trace's first error, or a random cut of a correct trace) several
+candidate next steps are drawn from the generator, stopped at the step delimiter, and labeled
+with Monte-Carlo rollouts (plus the symbolic checker where it has something to check). Sibling
+traces that happen to share a prefix add pairs for free. Priority goes to the two failure modes
+CASPO targets: confident-wrong rejected steps and low-confidence correct chosen steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from itertools import combinations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from stages.engine import Engine, SamplingConfig
+from stages.label.base import step_prefix
+from stages.label.rollouts import RolloutConfig, rollout_values
+from stages.label.symbolic import check_step
+from stages.pairs.common import by_problem, make_pair
+
+
+class NextStepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    candidates: int = 6  # next steps sampled per prefix
+    max_tokens: int = 64
+    temperature: float = 1.0
+    stop: list[str] = ["\n\n"]  # the step delimiter of the default (paragraph) segmentation
+    seed: int = 0
+    pairs_per_prefix: int = 2
+
+
+def _cut(trace: dict) -> int:
+    """Where to branch: before the first error, else a stable pseudo-random step."""
+    fe = trace["first_error"]
+    if fe is not None and fe >= 0:
+        return fe
+    h = int(hashlib.sha256(trace["trace_id"].encode()).hexdigest()[:8], 16)
+    return h % len(trace["steps"])
+
+
+def _candidate(text: str, conf: float | None, ok: bool, value: float, origin: str) -> dict:
+    return {"text": text, "conf": conf, "ok": ok, "value": value, "origin": origin}
+
+
+def _pairs_at(trace: dict, i: int, prefix: str, cands: list[dict], per_prefix: int) -> list[dict | None]:
+    right = sorted((c for c in cands if c["ok"]), key=lambda c: c["conf"] if c["conf"] is not None else 0.0)
+    wrong = sorted((c for c in cands if not c["ok"]), key=lambda c: -(c["conf"] if c["conf"] is not None else -1e9))
+    out = []
+    for c, r in list(zip(right, wrong))[:per_prefix]:
+        out.append(
+            make_pair(
+                "step",
+                "next_step_sampling",
+                trace,
+                prefix[len(trace["prompt"]) :],
+                c["text"],
+                r["text"],
+                c["conf"],
+                r["conf"],
+                c["value"] - r["value"],
+                {
+                    "trace": trace["trace_id"],
+                    "step": i,
+                    "chosen": {k: c[k] for k in ("origin", "value")},
+                    "rejected": {k: r[k] for k in ("origin", "value")},
+                },
+            )
+        )
+    return out
+
+
+def next_step_pairs(
+    engine: Engine, traces: list[dict], cfg: NextStepConfig, rollouts: RolloutConfig
+) -> tuple[list[dict | None], int]:
+    """Pairs from candidate next steps; returns the pairs and the tokens generated for them."""
+    trusted = [t for t in traces if t["consensus"] == "agree" and t["steps"]]
+    cuts = [(t, _cut(t)) for t in trusted]
+    prefixes = [step_prefix(t, i - 1) for t, i in cuts]
+    sampling = SamplingConfig(
+        n=cfg.candidates,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        stop=cfg.stop,
+        seed=cfg.seed,
+        logprobs=1,
+    )
+    gens = engine.generate(prefixes, sampling) if prefixes else []
+    tokens = sum(len(s.offsets) for g in gens for s in g.samples)
+    sep = cfg.stop[0] if cfg.stop else ""
+    items, owners = [], []
+    for (t, _), prefix, gen in zip(cuts, prefixes, gens):
+        for s in gen.samples:
+            if s.text.strip():
+                items.append((t, prefix + s.text + sep))
+                owners.append((t["trace_id"], s.text, float(np.mean(s.logprobs)) if s.logprobs else None))
+    values = rollout_values(engine, rollouts, items)
+    tokens += sum(n for _, n in values)
+    cands: dict[str, list[dict]] = {t["trace_id"]: [] for t in trusted}
+    for (tid, text, conf), (value, _) in zip(owners, values):
+        ok = value > 0 and check_step(text).verdict != "wrong"
+        cands[tid].append(_candidate(text, conf, ok, value, "sampled"))
+    pairs: list[dict | None] = []
+    for (t, i), prefix in zip(cuts, prefixes):
+        step = t["steps"][i]
+        own_text = t["completion"][len(prefix) - len(t["prompt"]) : t["thinking_start"] + step["char_end"]]
+        own = _candidate(
+            own_text.removesuffix(sep) if sep else own_text,
+            step["mean_logprob"],
+            bool(step["label"]),
+            1.0 if step["label"] else 0.0,
+            "trace",
+        )
+        pairs += _pairs_at(t, i, prefix, [own] + cands[t["trace_id"]], cfg.pairs_per_prefix)
+    return pairs, tokens
+
+
+def sibling_pairs(traces: list[dict]) -> list[dict | None]:
+    """Traces of one problem whose completions agree up to a step boundary and then diverge,
+    one with a correct next step and the other with a wrong one."""
+    pairs: list[dict | None] = []
+    for group in by_problem(t for t in traces if t["consensus"] == "agree").values():
+        for a, b in combinations(sorted(group, key=lambda t: t["trace_id"]), 2):
+            for i in range(min(len(a["steps"]), len(b["steps"]))):
+                pa, pb = step_prefix(a, i - 1), step_prefix(b, i - 1)
+                if pa != pb:
+                    break
+                la, lb = a["steps"][i]["label"], b["steps"][i]["label"]
+                if la is None or lb is None or la == lb:
+                    continue
+                good, bad = (a, b) if la else (b, a)
+                text = {
+                    id(t): t["completion"][len(pa) - len(t["prompt"]) : t["thinking_start"] + t["steps"][i]["char_end"]]
+                    for t in (good, bad)
+                }
+                pairs.append(
+                    make_pair(
+                        "step",
+                        "sibling_traces",
+                        good,
+                        pa[len(good["prompt"]) :],
+                        text[id(good)],
+                        text[id(bad)],
+                        good["steps"][i]["mean_logprob"],
+                        bad["steps"][i]["mean_logprob"],
+                        1.0,
+                        {"chosen_trace": good["trace_id"], "rejected_trace": bad["trace_id"], "step": i},
+                    )
+                )
+                break
+    return pairs

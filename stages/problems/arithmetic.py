@@ -1,0 +1,308 @@
+"""Multi-step integer arithmetic: problems, reference traces and exact step truth.
+
+This is the tiny reasoner's world. Everything here is deterministic from a seed, so the
+training set, the held-out eval set and the pipeline's demo set are reproducible and disjoint
+(a problem's split is a function of its text, not of the order it was drawn in). Because every
+step of an arithmetic trace can be checked exactly, this module also gives the ground truth
+that label-quality benchmarks score labelers against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+Split = Literal["train", "eval", "demo"]
+OPS = ("+", "-", "*")
+_PREC = {"+": 1, "-": 1, "*": 2}
+# A problem's split is decided by the hash of its text: 80% train, 10% eval, 10% demo.
+_SPLIT_BUCKETS: dict[Split, range] = {"train": range(0, 8), "eval": range(8, 9), "demo": range(9, 10)}
+CLAIM_RE = re.compile(r"(-?\d+) ([+\-*]) (-?\d+) = (-?\d+)")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A binary expression tree; a leaf has `op is None` and holds `value`."""
+
+    value: int = 0
+    op: str | None = None
+    left: Node | None = None
+    right: Node | None = None
+
+    def eval(self) -> int:
+        if self.op is None:
+            return self.value
+        return apply(self.op, self.left.eval(), self.right.eval())  # type: ignore[union-attr]
+
+    def render(self) -> str:
+        if self.op is None:
+            return str(self.value)
+        left, right = self.left.render(), self.right.render()  # type: ignore[union-attr]
+        if self.left.op and _PREC[self.left.op] < _PREC[self.op]:  # type: ignore[union-attr]
+            left = f"({left})"
+        r = self.right.op  # type: ignore[union-attr]
+        if r and _PREC[r] <= _PREC[self.op]:  # keeps evaluation order unambiguous
+            right = f"({right})"
+        return f"{left} {self.op} {right}"
+
+
+def apply(op: str, a: int, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def split_of(text: str) -> Split:
+    bucket = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 10
+    return next(s for s, r in _SPLIT_BUCKETS.items() if bucket in r)
+
+
+def _random_tree(rng: random.Random, n_ops: int) -> Node:
+    """A left-deep tree, e.g. `(23 + 58) * 4 - 17`: each step combines the running result with
+    the next number, so the difficulty is the arithmetic, not parsing precedence."""
+    node = Node(rng.randint(1, 9))
+    for _ in range(n_ops):
+        op = rng.choice(OPS)
+        node = Node(op=op, left=node, right=Node(rng.randint(2, 5) if op == "*" else rng.randint(1, 9)))
+    return node
+
+
+def _well_formed(node: Node) -> bool:
+    """Keep intermediate values in [0, 30) and operands to one digit, so every step is within
+    reach of a two-million-parameter model trained for minutes on a CPU (its slips are real)."""
+    if node.op is None:
+        return True
+    if not (_well_formed(node.left) and _well_formed(node.right)):  # type: ignore[arg-type]
+        return False
+    if node.op == "*" and min(node.left.eval(), node.right.eval()) > 9:  # type: ignore[union-attr]
+        return False
+    return 0 <= node.eval() < 30
+
+
+@dataclass(frozen=True)
+class ArithmeticProblem:
+    problem_id: str
+    expression: str
+    tree: Node
+    answer: int
+    split: Split
+
+    @property
+    def text(self) -> str:
+        return f"What is {self.expression}?"
+
+
+def problem_id_for(source: str, text: str) -> str:
+    """Stable id of a problem: the same text from the same source always gets the same id."""
+    return hashlib.sha256(f"{source}\x00{text}".encode()).hexdigest()[:16]
+
+
+def generate(split: Split, n: int, seed: int = 0, min_ops: int = 2, max_ops: int = 3) -> Iterator[ArithmeticProblem]:
+    """Yield `n` distinct problems of one split, deterministically from `seed`."""
+    rng = random.Random(f"arith-{seed}-{split}")
+    seen: set[str] = set()
+    while len(seen) < n:
+        tree = _random_tree(rng, rng.randint(min_ops, max_ops))
+        expr = tree.render()
+        if expr in seen or not _well_formed(tree) or split_of(expr) != split:
+            continue
+        seen.add(expr)
+        text = f"What is {expr}?"
+        yield ArithmeticProblem(problem_id_for("arithmetic", text), expr, tree, tree.eval(), split)
+
+
+def _postorder(tree: Node) -> list[Node]:
+    if tree.op is None:
+        return []
+    return _postorder(tree.left) + _postorder(tree.right) + [tree]  # type: ignore[arg-type]
+
+
+def solution_steps(
+    tree: Node, slip_at: int | None = None, rng: random.Random | None = None
+) -> list[tuple[int, str, int, int]]:
+    """Evaluation order (post-order) as (a, op, b, claimed result). With `slip_at`, that step's
+    result is a plausible slip and later steps carry the wrong value forward."""
+    vals: dict[int, int] = {}
+
+    def val(n: Node) -> int:
+        return n.value if n.op is None else vals[id(n)]
+
+    out = []
+    for i, node in enumerate(_postorder(tree)):
+        a, b = val(node.left), val(node.right)  # type: ignore[arg-type]
+        c = apply(node.op, a, b)  # type: ignore[arg-type]
+        if i == slip_at:
+            c = _slip(rng or random.Random(0), c)
+        vals[id(node)] = c
+        out.append((a, node.op, b, c))  # type: ignore[arg-type]
+    return out
+
+
+def _slip(rng: random.Random, value: int) -> int:
+    """A plausible arithmetic slip: off by a small amount or one digit changed."""
+    wrong = value
+    while wrong == value or wrong < 0:
+        wrong = (
+            value + rng.choice([-10, -2, -1, 1, 2, 10])
+            if rng.random() < 0.6
+            else int("".join(c if rng.random() > 0.4 else str(rng.randint(0, 9)) for c in str(value)))
+        )
+    return wrong
+
+
+def _remaining(tree: Node, done: int, value: int) -> str:
+    """A left-deep expression after its first `done` operations are replaced by their `value`."""
+    spine = [tree]
+    while spine[-1].left is not None and spine[-1].left.op is not None:
+        spine.append(spine[-1].left)
+    rebuilt = Node(value)
+    for node in reversed(spine[: len(spine) - done]):
+        rebuilt = Node(op=node.op, left=rebuilt, right=node.right)
+    return rebuilt.render()
+
+
+def trace_paragraphs(problem: ArithmeticProblem, rng: random.Random, p_check: float = 0.1, p_fix: float = 0.1,
+                     slip_at: int | None = None) -> list[str]:
+    """Thinking paragraphs, one step each: `a op b = c, now <what is left>`, occasional
+    self-checks and corrected slips ("Wait, ..."), an optional uncorrected slip at operation
+    `slip_at` (carried forward), and a conclusion. Restating what is left keeps every step's
+    operands next to it, which is what lets a two-million-parameter model learn the task."""
+    paras: list[str] = []
+    steps = solution_steps(problem.tree, slip_at, rng)
+    last = len(steps) - 1
+    for i, (a, op, b, c) in enumerate(steps):
+        rest = "" if i == last else f", now {_remaining(problem.tree, i + 1, c)}"
+        if i != slip_at and rng.random() < p_fix:
+            wrong = _slip(rng, c)
+            paras += [f"{a} {op} {b} = {wrong}", f"Wait, {a} {op} {b} = {c}, not {wrong}{rest}."]
+        else:
+            paras.append(f"{a} {op} {b} = {c}{rest}")
+            if i != slip_at and rng.random() < p_check:
+                paras.append(f"Wait, let me check: {a} {op} {b} = {c}. Yes.")
+    paras.append(f"So the answer is {steps[-1][3]}.")
+    return paras
+
+
+def render_completion(paragraphs: list[str], answer: str) -> str:
+    """R1-style completion: `<think>` paragraphs blank-line separated, `</think>`, a boxed line."""
+    return f"{THINK_OPEN}\n" + "\n\n".join(paragraphs) + f"\n{THINK_CLOSE}\n\nThe answer is \\boxed{{{answer}}}."
+
+
+def parse_int(text: str | None) -> int | None:
+    try:
+        return int(str(text).strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def step_truth(tree: Node, steps: list[str]) -> list[bool]:
+    """Exact validity of each step of a trace for this expression.
+
+    A claim `a op b = c` is valid when it reduces an operation whose operands are both known
+    now (from the problem or earlier steps) and `c` is right; a re-check or correction of an
+    earlier reduction is valid when its result is right. A step with no claim is valid unless
+    it concludes an answer that differs from the value reached so far.
+    """
+    pending: list[Node] = []  # reducible frontier, as (op, a, b) on current leaf values
+    values: dict[int, int] = {}
+    history: dict[tuple[int, str, int], int] = {}
+
+    def current(node: Node) -> Node:
+        return Node(values[id(node)]) if id(node) in values else node
+
+    def reducible(node: Node) -> list[Node]:
+        if node.op is None or id(node) in values:
+            return []
+        left, right = current(node.left), current(node.right)  # type: ignore[arg-type]
+        if left.op is None and right.op is None:
+            return [node]
+        return reducible(node.left) + reducible(node.right)  # type: ignore[arg-type]
+
+    out: list[bool] = []
+    for text in steps:
+        ok = True
+        claims = CLAIM_RE.findall(text)
+        for a_s, op, b_s, c_s in claims:
+            a, b, c = int(a_s), int(b_s), int(c_s)
+            pending = reducible(tree)
+            match = next(
+                (
+                    n
+                    for n in pending
+                    if n.op == op
+                    and current(n.left).value == a  # type: ignore[arg-type]
+                    and current(n.right).value == b
+                ),
+                None,
+            )  # type: ignore[arg-type]
+            if match is not None:
+                ok &= c == apply(op, a, b)
+                values[id(match)] = c
+                history[(a, op, b)] = id(match)
+            elif (a, op, b) in history:
+                ok &= c == apply(op, a, b)
+                if c == apply(op, a, b):
+                    values[history[(a, op, b)]] = c
+            else:
+                ok = False
+        if not claims:
+            stated = re.search(r"answer is\s*(-?\d+)", text)
+            if stated and id(tree) in values:
+                ok = int(stated.group(1)) == values[id(tree)]
+        out.append(ok)
+    return out
+
+
+def first_error(truth: list[bool]) -> int:
+    return next((i for i, ok in enumerate(truth) if not ok), -1)
+
+
+_TOKEN = re.compile(r"\s*(\d+|[-+*()])")
+
+
+def parse_expression(expr: str) -> Node:
+    """Parse `+ - *` integer expressions with parentheses (precedence and left associativity)
+    into the tree the generator would have built, so step truth can be computed from text."""
+    tokens = _TOKEN.findall(expr)
+    if "".join(tokens) != re.sub(r"\s+", "", expr):
+        raise ValueError(f"not an arithmetic expression: {expr!r}")
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def atom() -> Node:
+        tok = take()
+        if tok == "(":
+            node = expr_()
+            if take() != ")":
+                raise ValueError("unbalanced parentheses")
+            return node
+        if not tok.isdigit():
+            raise ValueError(f"unexpected {tok!r}")
+        return Node(int(tok))
+
+    def term() -> Node:
+        node = atom()
+        while peek() == "*":
+            node = Node(op=take(), left=node, right=atom())
+        return node
+
+    def expr_() -> Node:
+        node = term()
+        while peek() in ("+", "-"):
+            node = Node(op=take(), left=node, right=term())
+        return node
+
+    tree = expr_()
+    if pos != len(tokens):
+        raise ValueError(f"trailing input in {expr!r}")
+    return tree

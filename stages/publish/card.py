@@ -1,0 +1,260 @@
+"""The dataset card (README.md), generated from the published data and the run's metadata.
+
+A hand-written card drifts from the data; this one is recomputed on every publish: the YAML
+front matter (configs, features, sizes) comes from `datasets`' own serialisers so the Hub and
+`load_dataset` read it exactly, and the body's provenance, counts and label distributions come
+from the metadata dict and the `traces` table. Output is deterministic (no dates) so unchanged
+data re-publishes byte-identically, and anything shaped like a Hub token is scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+from datasets import Features
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.splits import SplitDict, SplitInfo
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCardData
+
+from stages.publish.figures import FIGURES
+from stages.publish.shards import SPLIT, ShardInfo
+
+TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{20,}")
+REPO_PLACEHOLDER = "org/name"
+
+CONFIG_DOCS = {
+    "sft": "Conversational `messages` for supervised fine-tuning (`SFTTrainer`): prompt and the verified "
+    "completion, reasoning inline as `<think>…</think>` or in `reasoning_content`.",
+    "prm": "Step-wise `prompt`, `completions` and boolean `labels` for process reward models (`PRMTrainer`), "
+    "labels from the consensus of the step labelers, binarised by the recipe threshold.",
+    "dpo": "Conversational `prompt`, `chosen`, `rejected` preference pairs (`DPOTrainer`) with `margin`, "
+    "`kind` (step, trace or fidelity pair) and JSON `provenance`.",
+    "traces": "The full annotated table: every trace with its steps, step confidences, each labeler's "
+    "verdicts, the consensus labels and the fidelity metrics (for research and re-filtering).",
+}
+
+TRAINING = """```python
+from datasets import load_dataset
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+model_id = "Qwen/Qwen2.5-0.5B-Instruct"
+
+# Preference pairs -> DPO
+dpo = load_dataset("{repo}", "dpo", split="train")
+DPOTrainer(model=model_id, args=DPOConfig(output_dir="dpo"), train_dataset=dpo).train()
+
+# Verified traces -> SFT
+sft = load_dataset("{repo}", "sft", split="train")
+SFTTrainer(model=model_id, args=SFTConfig(output_dir="sft"), train_dataset=sft).train()
+
+# Step labels -> process reward model (TRL <= 1.13; PRMTrainer was removed in TRL 1.14)
+from trl.experimental.prm import PRMConfig, PRMTrainer
+
+prm = load_dataset("{repo}", "prm", split="train")
+tokenizer = AutoTokenizer.from_pretrained(model_id)
+model = AutoModelForTokenClassification.from_pretrained(model_id, num_labels=2)
+PRMTrainer(model=model, args=PRMConfig(output_dir="prm"), processing_class=tokenizer, train_dataset=prm).train()
+```"""
+
+
+def scrub(text: str) -> str:
+    """Replace anything shaped like a Hugging Face token."""
+    return TOKEN_RE.sub("hf_***", text)
+
+
+def code_version(meta: dict) -> str:
+    """`code_version` from the metadata, else the git commit of this checkout, else the package version."""
+    if meta.get("code_version"):
+        return str(meta["code_version"])
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return f"git {out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return f"thoughtmill {importlib_metadata.version('thoughtmill')}"
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _get(tree: dict, dotted: str):
+    for key in dotted.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def front_matter(
+    shards: dict[str, list[ShardInfo]], features: dict[str, Features], default_config: str, meta: dict
+) -> str:
+    """YAML front matter: `configs` (data files, default) and `dataset_info` (features, splits, sizes)."""
+    default = default_config if default_config in shards else next(iter(shards), None)
+    card = DatasetCardData(pretty_name=meta.get("pretty_name"), license=meta.get("license"))
+    configs = {name: {"data_files": [{"split": SPLIT, "path": f"data/{name}/*.parquet"}]} for name in shards}
+    if default is not None:
+        configs[default]["default"] = True
+    MetadataConfigs(configs).to_dataset_card_data(card)
+    infos = {}
+    for name, parts in shards.items():
+        splits = SplitDict()
+        splits.add(
+            SplitInfo(name=SPLIT, num_bytes=sum(s.num_bytes for s in parts), num_examples=sum(s.rows for s in parts))
+        )
+        infos[name] = DatasetInfo(
+            features=features[name],
+            splits=splits,
+            download_size=sum(s.file_size for s in parts),
+            dataset_size=sum(s.num_bytes for s in parts),
+            config_name=name,
+        )
+    DatasetInfosDict(infos).to_dataset_card_data(card)
+    return f"---\n{card.to_yaml()}\n---\n"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, dict | list):
+        return "`" + json.dumps(value, sort_keys=True, default=str) + "`"
+    return str(value)
+
+
+def configs_section(shards: dict[str, list[ShardInfo]]) -> str:
+    rows = [
+        (f"`{n}`", sum(s.rows for s in p), len(p), f"{sum(s.file_size for s in p):,}", CONFIG_DOCS.get(n, ""))
+        for n, p in shards.items()
+    ]
+    return "## Configs\n\n" + _table(("config", "rows", "shards", "Parquet bytes", "contents"), rows)
+
+
+def provenance_section(meta: dict, traces: pa.Table | None) -> str:
+    recipe = meta.get("recipe") or {}
+    models = sorted(set(pc.unique(traces.column("model")).drop_null().to_pylist())) if _has(traces, "model") else []
+    items = [
+        ("Recipe", recipe.get("name") or meta.get("recipe_name")),
+        ("Generator model(s)", ", ".join(f"`{m}`" for m in models) or _get(recipe, "generate.engine.model")),
+        ("Sampling", _get(recipe, "generate.sampling")),
+        ("Prompt template", _get(recipe, "generate.prompt_template")),
+        ("Step labelers", _get(recipe, "label.labelers") or _get(recipe, "label")),
+        ("Consensus policy", _get(recipe, "label.consensus") or _get(recipe, "consensus")),
+        ("Frontier band (student pass rate / IFD)", _get(recipe, "frontier")),
+        ("Pair construction", _get(recipe, "pairs")),
+        ("Seed", recipe.get("seed")),
+        ("Code version", code_version(meta)),
+    ]
+    lines = [f"- **{k}**: {_fmt(v) if v is not None else 'not recorded'}" for k, v in items]
+    return "## How it was made\n\n" + "\n".join(lines)
+
+
+def counts_section(meta: dict) -> str:
+    stages = meta.get("counts") or meta.get("stages") or {}
+    drops = meta.get("drops") or {}
+    parts = ["## Counts"]
+    parts.append(
+        _table(("stage", "count"), [(k, _fmt(v)) for k, v in stages.items()]) if stages else "No stage counts recorded."
+    )
+    parts.append("### Dropped, by reason")
+    parts.append(
+        _table(("reason", "dropped"), [(k, _fmt(v)) for k, v in sorted(drops.items())])
+        if drops
+        else "No drops recorded."
+    )
+    return "\n\n".join(parts)
+
+
+def _has(table: pa.Table | None, name: str) -> bool:
+    return table is not None and name in table.column_names
+
+
+def label_stats(traces: pa.Table | None) -> dict:
+    """Step label fractions (correct / wrong / null), consensus status and symbolic verdict counts."""
+    stats: dict = {"steps": {}, "consensus": {}, "symbolic": {}}
+    if _has(traces, "steps") and traces.num_rows:
+        flat = pc.list_flatten(traces.column("steps"))
+        label = pc.struct_field(flat, "label")
+        total = len(label)
+        correct = int(pc.sum(label).as_py() or 0)
+        null = label.null_count
+        stats["steps"] = {"total": total, "correct": correct, "wrong": total - correct - null, "null": null}
+        stats["symbolic"] = _value_counts(pc.struct_field(flat, "symbolic"))
+    if _has(traces, "consensus"):
+        stats["consensus"] = _value_counts(traces.column("consensus"))
+    return stats
+
+
+def _value_counts(arr) -> dict[str, int]:
+    counts = pc.value_counts(pc.fill_null(arr, "null") if len(arr) else arr)
+    return dict(sorted((str(v["values"]), int(v["counts"])) for v in counts.to_pylist()))
+
+
+def labels_section(traces: pa.Table | None) -> str:
+    stats = label_stats(traces)
+    steps = stats["steps"]
+    if not steps or not steps["total"]:
+        return "## Labels\n\nNo labeled steps in this release."
+    frac = lambda k: f"{steps[k]} ({steps[k] / steps['total']:.1%})"
+    rows = [("correct", frac("correct")), ("wrong", frac("wrong")), ("null (dropped or undecided)", frac("null"))]
+    parts = ["## Labels", f"Consensus step labels over {steps['total']} steps:", _table(("label", "steps"), rows)]
+    if stats["consensus"]:
+        parts += ["Trace consensus status:", _table(("status", "traces"), list(stats["consensus"].items()))]
+    if stats["symbolic"]:
+        parts += ["Symbolic checker verdicts:", _table(("verdict", "steps"), list(stats["symbolic"].items()))]
+    return "\n\n".join(parts)
+
+
+def figures_section(figures: dict[str, str]) -> str:
+    if not figures:
+        return ""
+    images = [f"### {FIGURES.get(name, name)}\n\n![{name}]({path})" for name, path in figures.items()]
+    return "## Figures\n\n" + "\n\n".join(images)
+
+
+def render_card(
+    meta: dict,
+    shards: dict[str, list[ShardInfo]],
+    features: dict[str, Features],
+    traces: pa.Table | None = None,
+    figures: dict[str, str] | None = None,
+    *,
+    default_config: str = "dpo",
+    repo_id: str | None = None,
+) -> str:
+    """README.md text. `figures` maps figure name to its path relative to the card."""
+    title = meta.get("pretty_name") or meta.get("name") or "Thoughtmill reasoning corpus"
+    intro = meta.get("description") or (
+        "Reasoning traces sampled from a model, split into steps, labeled step by step by several "
+        "independent labelers combined by a consensus policy, and turned into SFT, PRM and DPO training "
+        "sets. Curated with Thoughtmill."
+    )
+    sections = [
+        front_matter(shards, features, default_config, meta),
+        f"# {title}\n\n{intro}",
+        configs_section(shards),
+        provenance_section(meta, traces),
+        counts_section(meta),
+        labels_section(traces),
+        figures_section(figures or {}),
+        "## How to train on it\n\n" + TRAINING.replace("{repo}", repo_id or REPO_PLACEHOLDER),
+    ]
+    if meta.get("recipe"):
+        plain = json.loads(json.dumps(meta["recipe"], default=str))
+        dump = yaml.safe_dump(plain, sort_keys=True, default_flow_style=False, allow_unicode=True)
+        sections.append(f"## Full recipe\n\n```yaml\n{dump}```")
+    return scrub("\n\n".join(s.strip("\n") for s in sections if s) + "\n")

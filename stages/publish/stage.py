@@ -1,0 +1,121 @@
+"""The publish stage: every config's shards, the figures and the card, to a local folder or the Hub.
+
+Publishing is a single-process reduction over the curated shard folders, so it runs as a plain
+function (no datatrove step). The dataset is always assembled locally first, atomically
+(`publish_local`); the Hub target then commits that folder, so what was uploaded can be inspected.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import CONFIGS
+from stages.publish.card import render_card
+from stages.publish.figures import write_figures
+from stages.publish.hub import publish_hub, publish_local
+from stages.publish.shards import ShardInfo, write_config_shards
+
+# What the figures and the card's label statistics read from `traces` (step text and per-token arrays are skipped).
+STATS_COLUMNS = [f"steps.list.element.{f}" for f in ("mean_logprob", "label", "symbolic")] + [
+    "first_error",
+    "final_correct",
+    "thinking_tokens",
+    "thinking_answer_agrees",
+    "consensus",
+    "model",
+]
+
+
+class PublishConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["local", "hub"] = "local"
+    path: str = "dataset"  # local folder, relative to the run's output root (also the staging folder for "hub")
+    repo_id: str | None = None
+    private: bool = False
+    create_pr: bool = False
+    revision: str | None = None  # branch to commit to (default main)
+    tag: str | None = None  # explicit tag; default: the next v<N>
+    default_config: str = "dpo"
+    max_shard_bytes: int = Field(500_000_000, gt=0)
+    row_group_bytes: int = Field(100_000_000, gt=0)
+
+
+def _summary(shards: list[ShardInfo]) -> dict:
+    return {
+        "shards": len(shards),
+        "rows": sum(s.rows for s in shards),
+        "num_bytes": sum(s.num_bytes for s in shards),
+        "download_size": sum(s.file_size for s in shards),
+    }
+
+
+def _figure_table(shards: list[ShardInfo]) -> pa.Table:
+    tables = []
+    for shard in shards:
+        with pq.ParquetFile(shard.path) as file:
+            tables.append(file.read(columns=STATS_COLUMNS))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def build(folder: Path, inputs: dict[str, Path], metadata: dict, cfg: PublishConfig) -> dict:
+    """Write `data/<config>/*.parquet`, `figures/*.png` and `README.md` into `folder`; per-config summary."""
+    unknown = sorted(set(inputs) - set(CONFIGS))
+    if unknown:
+        raise ValueError(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
+    shards = {
+        name: write_config_shards(
+            inputs[name],
+            name,
+            CONFIGS[name],
+            folder,
+            max_shard_bytes=cfg.max_shard_bytes,
+            row_group_bytes=cfg.row_group_bytes,
+        )
+        for name in CONFIGS
+        if name in inputs
+    }
+    empty = [name for name, parts in shards.items() if not sum(s.rows for s in parts)]
+    for name in empty:  # `load_dataset` cannot load a split with no rows: leave the config out
+        shutil.rmtree(folder / "data" / name)
+        del shards[name]
+    traces = _figure_table(shards["traces"]) if "traces" in shards else None
+    figures = write_figures(traces if traces is not None else pa.table({}), folder / "figures")
+    rel = {name: path.relative_to(folder).as_posix() for name, path in figures.items()}
+    card = render_card(
+        metadata,
+        shards,
+        {name: CONFIGS[name] for name in shards},
+        traces,
+        rel,
+        default_config=cfg.default_config,
+        repo_id=cfg.repo_id,
+    )
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    return {name: _summary(parts) for name, parts in shards.items()} | {name: {"skipped": "no rows"} for name in empty}
+
+
+def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_root: Path) -> dict:
+    """Publish the configs in `inputs` (config name -> shard folder, file or table) to `cfg`'s target."""
+    if cfg.target == "hub" and not cfg.repo_id:
+        raise ValueError("publish target 'hub' needs repo_id")
+    dest = Path(out_root) / cfg.path
+    configs = publish_local(lambda folder: build(folder, inputs, metadata, cfg), dest)
+    result = {"target": cfg.target, "path": str(dest.resolve()), "configs": configs}
+    if cfg.target == "hub":
+        hub = publish_hub(
+            dest,
+            cfg.repo_id,
+            private=cfg.private,
+            create_pr=cfg.create_pr,
+            revision=cfg.revision,
+            tag=cfg.tag,
+        )
+        result |= {"repo_id": cfg.repo_id, "hub": hub}
+    return result

@@ -1,0 +1,57 @@
+"""Parquet shard I/O shared by every stage: validated on the way in and on the way out.
+
+Writes are atomic (temp file, fsync, rename), so a killed worker never leaves a half-written
+shard that a re-run would mistake for finished work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features
+
+from schemas import SchemaError, validate
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (itertools.batched arrives in Python 3.12)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def to_table(rows: Iterable[dict], features: Features) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=features.arrow_schema)
+
+
+def write_table(table: pa.Table, path: Path, features: Features) -> Path:
+    """Validate `table` against `features` and write it atomically to `path` (zstd)."""
+    table = validate(table, features, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_table(path: Path, features: Features) -> pa.Table:
+    """Read one shard and validate it; a corrupt file raises SchemaError naming its path."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SchemaError(f"{path}: unreadable Parquet ({exc})") from exc
+    return validate(table, features, str(path))
+
+
+def shard_paths(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith("."))

@@ -1,0 +1,80 @@
+"""Session-wide fixtures: one real vLLM engine per model per pytest session, offline Prefect."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="thoughtmill-prefect-")
+os.environ.update(
+    {
+        "PREFECT_HOME": _HOME,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The demo recipe's engine settings: a flow run in this process reuses the session's engines.
+TINY = {"enforce_eager": True, "log_stats": True}
+
+
+@pytest.fixture(scope="session")
+def teacher_engine():
+    from stages.engine import EngineConfig, shared_engine
+
+    return shared_engine(EngineConfig(model="tiny:teacher", **TINY))
+
+
+@pytest.fixture(scope="session")
+def student_engine():
+    from stages.engine import EngineConfig, shared_engine
+
+    return shared_engine(EngineConfig(model="tiny:student", **TINY))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared sample data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A pytest session must start each model's engine at most once (engine start-up is slow)."""
+    from stages.engine import close_shared_engines, started_engines
+
+    started = Counter(started_engines())
+    close_shared_engines()
+    twice = {m: n for m, n in started.items() if n > 1}
+    if twice:
+        print(f"\nengines started more than once in this session: {twice}")
+        session.exitstatus = 1
+
+
+DEMO_OVERRIDES = {
+    "problems.limit": 12,
+    "generate.sampling.n": 4,
+    "generate.chunk_size": 6,
+    "frontier.samples": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, teacher_engine, student_engine):
+    """The real `curate` flow on a reduced demo recipe, in this process (so it reuses the
+    session's engines), once per session: later tests read its stage outputs."""
+    from flows.curate import curate
+    from flows.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("demo") / "out"
+    recipe = load_recipe("demo", DEMO_OVERRIDES)
+    summary = curate(recipe, str(root))
+    return root, summary, recipe

@@ -1,0 +1,33 @@
+import random
+
+from stages.problems import arithmetic
+from stages.problems.arithmetic import first_error, generate, step_truth, trace_paragraphs
+
+
+def test_generation_is_deterministic_and_splits_are_disjoint():
+    a = [p.text for p in generate("demo", 50, seed=0)]
+    assert a == [p.text for p in generate("demo", 50, seed=0)]
+    train = {p.text for p in generate("train", 3000, seed=0)}
+    evals = {p.text for p in generate("eval", 300, seed=0)}
+    assert not train & set(a) and not train & evals and not evals & set(a)
+    assert all(arithmetic.split_of(p.expression) == "demo" for p in generate("demo", 50))
+
+
+def test_reference_traces_are_exactly_true_and_slips_are_found():
+    rng = random.Random(0)
+    for p in generate("eval", 200, seed=3):
+        steps = trace_paragraphs(p, rng, p_check=0.3, p_fix=0.0)
+        assert all(step_truth(p.tree, steps)), steps
+        assert steps[-1] == f"So the answer is {p.answer}."
+        n_ops = len(arithmetic.solution_steps(p.tree))
+        slip = rng.randrange(n_ops)
+        bad = trace_paragraphs(p, rng, p_check=0.0, p_fix=0.0, slip_at=slip)
+        assert first_error(step_truth(p.tree, bad)) == slip
+
+
+def test_step_truth_rejects_true_claims_that_are_not_steps_of_this_problem():
+    p = next(generate("eval", 1, seed=5))
+    assert step_truth(p.tree, ["2 + 2 = 4"]) == [False]
+    a, op, b, c = arithmetic.solution_steps(p.tree)[0]
+    assert step_truth(p.tree, [f"{a} {op} {b} = {c}", "Wait, let me check it again."]) == [True, True]
+    assert step_truth(p.tree, [f"{a} {op} {b} = {c + 1}", f"Wait, {a} {op} {b} = {c}, not {c + 1}."]) == [False, True]

@@ -1,0 +1,84 @@
+"""Label stage on real vLLM: rollouts, the teacher judge, consensus and fidelity metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+from datasets import load_dataset
+
+from schemas.labels import LABELED_TRACES
+from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
+from stages.label.verify import verify_answer
+from stages.shards import read_table, shard_paths
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def labeled(demo_run):
+    root = demo_run[0]
+    rows = pa.concat_tables([read_table(p, LABELED_TRACES) for p in shard_paths(root / "labeled")]).to_pylist()
+    return root, rows, demo_run[1]["stages"]["label"]
+
+
+def test_labeled_traces_load_with_declared_features(labeled):
+    root, rows, _ = labeled
+    ds = load_dataset("parquet", data_files=str(root / "labeled" / "*.parquet"), split="train")
+    assert ds.features == LABELED_TRACES and len(ds) == len(rows) == 48
+
+
+def test_fidelity_metrics_follow_their_definitions(labeled):
+    _, rows, _ = labeled
+    for t in rows:
+        assert t["final_correct"] == bool(verify_answer(t["gold_answer"], t["final_answer"]))
+        assert t["thinking_correct"] == bool(verify_answer(t["gold_answer"], t["thinking_answer"]))
+        if t["final_answer"] is None or t["thinking_answer"] is None:
+            assert t["thinking_answer_agrees"] is None
+        assert t["rationalized"] == (t["final_correct"] and (t["first_error"] or -1) >= 0)
+        gains = [s["info_gain"] for s in t["steps"]]
+        assert all(g is not None and math.isfinite(g) for g in gains)
+    assert any(t["final_correct"] for t in rows) and not all(t["final_correct"] for t in rows)
+    by_problem: dict[str, list[float]] = {}
+    for t in rows:
+        if t["final_correct"]:
+            by_problem.setdefault(t["problem_id"], []).append(t["overthinking"])
+    for ratios in by_problem.values():  # the median correct trace of a problem has ratio 1
+        ratios = sorted(ratios)
+        mid = len(ratios) // 2
+        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        assert median == pytest.approx(1.0)
+
+
+def test_consensus_keeps_agreement_and_flags_disagreement(labeled):
+    _, rows, stats = labeled
+    statuses = {t["consensus"] for t in rows}
+    assert "agree" in statuses
+    for t in rows:
+        firsts = {t["first_error_mc"], t["first_error_judge"]}
+        if t["first_error_symbolic"] is not None:
+            firsts.add(t["first_error_symbolic"])
+        if t["consensus"] == "agree":
+            assert firsts == {t["first_error"]}
+            fe = t["first_error"]
+            assert [s["label"] for s in t["steps"]] == [fe < 0 or i < fe for i in range(len(t["steps"]))]
+        else:
+            assert t["first_error"] is None and all(s["label"] is None for s in t["steps"])
+        assert t["label_tokens"] > 0
+    assert stats["consensus_agree"] == sum(t["consensus"] == "agree" for t in rows)
+
+
+def test_rollouts_hit_the_prefix_cache_and_binary_search_spends_less(labeled, teacher_engine):
+    _, rows, _ = labeled
+    wrong = [t for t in rows if not t["final_correct"] and len(t["steps"]) >= 3][:6]
+    assert wrong
+    before = teacher_engine.cache_stats()
+    per_step = MonteCarloLabeler(teacher_engine, RolloutConfig(strategy="per_step", k=4)).label(wrong)
+    after = teacher_engine.cache_stats()
+    assert after["hits"] - before["hits"] > 0.5 * (after["queries"] - before["queries"])
+    binary = MonteCarloLabeler(teacher_engine, RolloutConfig(strategy="binary_search", k=4)).label(wrong)
+    assert sum(b.tokens for b in binary) < sum(p.tokens for p in per_step)
+    for b, t in zip(binary, wrong):
+        visited = [v for v in b.step_values if v is not None]
+        assert 0 < len(visited) <= math.ceil(math.log2(len(t["steps"]) + 1))

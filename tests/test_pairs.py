@@ -1,0 +1,70 @@
+"""Pairs, frontier and the published configs of the demo flow run (real tiny reasoner)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from datasets import load_dataset
+
+from schemas import CONFIGS, FRONTIER, PAIRS
+from stages.shards import read_table, shard_paths
+
+pytestmark = pytest.mark.vllm
+
+
+def rows(folder, features):
+    return pa.concat_tables([read_table(p, features) for p in shard_paths(folder)]).to_pylist()
+
+
+def test_every_pair_kind_is_built_with_a_real_preference(demo_run):
+    pairs = rows(demo_run[0] / "pairs", PAIRS)
+    kinds = {p["kind"] for p in pairs}
+    assert kinds == {"step", "trace", "fidelity"}, kinds
+    assert len({p["pair_id"] for p in pairs}) == len(pairs)
+    for p in pairs:
+        assert p["chosen"].strip() != p["rejected"].strip()
+        assert p["margin"] >= 0 and json.loads(p["provenance"])
+        if p["kind"] != "step":
+            assert p["prefix"] == ""
+    per_problem: dict = {}
+    for p in pairs:
+        per_problem[(p["problem_id"], p["kind"])] = per_problem.get((p["problem_id"], p["kind"]), 0) + 1
+    assert max(per_problem.values()) <= demo_run[2].pairs.max_pairs_per_problem
+
+
+def test_step_pairs_share_their_prefix_exactly(demo_run):
+    dataset = demo_run[0] / "dataset"
+    dpo = load_dataset(str(dataset), "dpo", split="train")
+    pairs = {p["pair_id"]: p for p in rows(demo_run[0] / "pairs", PAIRS)}
+    steps = [r for r in dpo if r["kind"] == "step"]
+    assert steps
+    for r in steps:
+        prefix = pairs[r["pair_id"]]["prefix"]
+        chosen, rejected = r["chosen"][0]["content"], r["rejected"][0]["content"]
+        assert chosen.startswith(prefix) and rejected.startswith(prefix) and chosen != rejected
+        assert r["prompt"] == [{"role": "user", "content": pairs[r["pair_id"]]["problem"]}]
+
+
+def test_frontier_records_every_drop_with_its_reason(demo_run):
+    frontier = rows(demo_run[0] / "frontier", FRONTIER)
+    reasons = {f["drop_reason"] for f in frontier if not f["keep"]}
+    assert reasons <= {"pass_rate_too_low", "pass_rate_too_high", "ifd_too_high"}
+    assert all(f["drop_reason"] == "" for f in frontier if f["keep"])
+    lo, hi = demo_run[2].frontier.pass_rate_band
+    for f in frontier:
+        assert (f["drop_reason"] == "pass_rate_too_low") == (f["pass_rate"] < lo)
+        assert (f["drop_reason"] == "pass_rate_too_high") == (f["pass_rate"] > hi)
+    stats = demo_run[1]["stages"]["frontier"]
+    for reason in reasons:
+        assert stats[f"dropped_{reason}"] == sum(f["drop_reason"] == reason for f in frontier)
+
+
+def test_published_configs_load_by_path_with_declared_features(demo_run):
+    dataset = demo_run[0] / "dataset"
+    for name, features in CONFIGS.items():
+        ds = load_dataset(str(dataset), name, split="train")
+        assert ds.features == features, name
+    prm = load_dataset(str(dataset), "prm", split="train")
+    assert len(prm) > 0 and all(isinstance(x, bool) for r in prm for x in r["labels"])
