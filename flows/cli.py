@@ -62,6 +62,14 @@ def _bench(args: argparse.Namespace) -> int:
         from flows.bench.generate import main as bench_generate
 
         bench_generate(repeats=args.repeats)
+    elif args.what == "label":
+        from flows.bench.label import main as bench_label
+
+        bench_label()
+    else:
+        from flows.bench.publish import main as bench_publish
+
+        bench_publish()
     return 0
 
 
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
-    bench.add_argument("what", choices=["generate"])
+    bench.add_argument("what", choices=["generate", "label", "publish"])
     bench.add_argument("--repeats", type=int, default=3)
     bench.set_defaults(func=_bench)
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from stages.publish.stage import PublishConfig
 
 from stages.configs import ExportConfig
 from stages.executor import ExecutorConfig
@@ -20,6 +19,7 @@ from stages.generate import GenerateConfig
 from stages.label.stage import LabelConfig
 from stages.pairs.stage import PairsConfig
 from stages.problems.sources import ProblemSourceConfig
+from stages.publish.stage import PublishConfig
 
 RECIPES = Path(__file__).parent / "recipes"
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the label documentation table below is wider than code lines)
 """`labeled_traces`: traces plus every label and fidelity metric, documented in one place.
 
 Step-level label fields (inside each element of `steps`):

@@ -61,7 +61,9 @@ class ShardStage(PipelineStep):
                     todo.append((shard, chunk, out))
         return todo
 
-    def run(self, data: Any = None, rank: int = 0, world_size: int = 1):
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
+        """Do this rank's pending chunks now. Returns nothing (datatrove's executor accepts a
+        step that yields no documents), so calling `step.run()` directly does the work."""
         todo = self.pending(world_size, rank)
         self.stat_update("chunks_skipped", value=0)
         if not todo:
@@ -84,4 +86,3 @@ class ShardStage(PipelineStep):
                 self.stat_update("chunks_done")
         finally:
             self.teardown()
-        yield from ()

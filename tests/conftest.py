@@ -23,7 +23,7 @@ os.environ.update(
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # The demo recipe's engine settings: a flow run in this process reuses the session's engines.
-TINY = {"enforce_eager": True, "log_stats": True}
+TINY = {"enforce_eager": True, "block_size": 32}
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,8 @@ def test_fidelity_metrics_follow_their_definitions(labeled):
         assert t["thinking_correct"] == bool(verify_answer(t["gold_answer"], t["thinking_answer"]))
         if t["final_answer"] is None or t["thinking_answer"] is None:
             assert t["thinking_answer_agrees"] is None
-        assert t["rationalized"] == (t["final_correct"] and (t["first_error"] or -1) >= 0)
+        flawed = t["first_error"] is not None and t["first_error"] >= 0
+        assert t["rationalized"] == (t["final_correct"] and flawed)
         gains = [s["info_gain"] for s in t["steps"]]
         assert all(g is not None and math.isfinite(g) for g in gains)
     assert any(t["final_correct"] for t in rows) and not all(t["final_correct"] for t in rows)

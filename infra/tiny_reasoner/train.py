@@ -77,7 +77,8 @@ def examples(seed: int, judge_share: float, batch_size: int):
             if judge:
                 prompt, completion = judge_example(p, rng)
             else:
-                prompt, completion = p.text, render_completion(trace_paragraphs(p, rng, p_check=0.1, p_fix=0.05), str(p.answer))
+                paragraphs = trace_paragraphs(p, rng, p_check=0.1, p_fix=0.05)
+                prompt, completion = p.text, render_completion(paragraphs, str(p.answer))
             if len(prompt) + len(completion) < 480:  # char-level: one token per character
                 batch.append((prompt, completion))
         yield batch
@@ -134,8 +135,11 @@ def save(model, tok, out: Path, info: dict) -> None:
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def train(out: Path, seed: int, minutes: float, batch: int, lr: float, init: Path | None = None) -> dict:
-    cfg = {**MODEL, "judge_share": JUDGE_SHARE}
+def train(out: Path, seed: int, minutes: float, batch: int, lr: float, init: Path | None = None,
+          judge_share: float = JUDGE_SHARE, finetune: bool = False) -> dict:
+    """From scratch: save the student and teacher snapshots at their targets. `finetune`: continue
+    `init` for `minutes` (e.g. judge-heavy) and save the result as the teacher."""
+    cfg = {**MODEL, "judge_share": judge_share}
     torch.manual_seed(seed)
     tok = build_tokenizer()
     config = LlamaConfig(
@@ -192,17 +196,18 @@ def train(out: Path, seed: int, minutes: float, batch: int, lr: float, init: Pat
             )
             print(json.dumps(history[-1]), flush=True)
             for role, target in TARGETS.items():
-                if acc >= target and role not in saved:
+                if acc >= target and role not in saved and not finetune:
                     saved.add(role)
                     info = {"role": role, "seed": seed, "params": n_params, "steps": step, "batch": batch, "lr": lr,
                             "sampled_accuracy_at_save": acc, "history": history}
                     save(model, tok, out / role, info)
             if "teacher" in saved:
                 break
-    for role in TARGETS:  # the budget ran out before a target was reached: save what there is
+    for role in ["teacher"] if finetune else TARGETS:  # budget spent before a target: save what there is
         if role not in saved:
             save(model, tok, out / role, {"role": role, "seed": seed, "params": n_params, "steps": step,
-                                          "batch": batch, "lr": lr, "target_missed": True, "history": history})
+                                          "batch": batch, "lr": lr, "judge_share": judge_share, "init": str(init),
+                                          "target_missed": not finetune, "history": history})
     return {"params": n_params, "steps": step, "minutes": round((time.time() - start) / 60, 2), "saved": sorted(saved)}
 
 
@@ -215,6 +220,9 @@ if __name__ == "__main__":
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", type=Path, help="continue from this checkpoint instead of from scratch")
+    ap.add_argument("--judge-share", type=float, default=JUDGE_SHARE, help="share of batches on the judge task")
+    ap.add_argument("--finetune", action="store_true", help="train --init for --minutes, save as the teacher")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(json.dumps(train(args.out, args.seed, args.minutes, args.batch, args.lr, args.init)))
+    result = train(args.out, args.seed, args.minutes, args.batch, args.lr, args.init, args.judge_share, args.finetune)
+    print(json.dumps(result))

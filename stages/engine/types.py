@@ -39,10 +39,10 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None  # None: 0.9 on GPU, 0.2 on CPU (a share of RAM there)
     enforce_eager: bool = False
+    block_size: int | None = None  # KV-cache block; prefix caching reuses whole blocks (CPU default: 128)
     # None: off on CPU, where vLLM-CPU's seeded sampling crashes when a prefill is chunked
     # ("CPU Generator does not use offset"); vLLM's default on GPU.
     enable_chunked_prefill: bool | None = None
-    log_stats: bool = False  # collect vLLM metrics (prefix-cache hits) for `cache_stats()`
     tensor_parallel_size: int = 1
     enable_prefix_caching: bool = True
     max_num_seqs: int | None = None
