@@ -39,7 +39,7 @@ TRACES = Features(
         "answer_tokens": Value("int32"),
         "final_answer": Value("string"),  # last \boxed{} (or stated answer) after the thinking
         "thinking_answer": Value("string"),  # answer concluded inside the thinking
-    "answer_confidence": Value("float32"),  # mean logprob of the final answer's tokens (RLSF)
+        "answer_confidence": Value("float32"),  # mean logprob of the final answer's tokens (RLSF)
         "steps": [STEP],
         "token_logprobs": Sequence(Value("float32")),  # empty unless store_logprobs
         "token_entropies": Sequence(Value("float32")),

@@ -57,8 +57,9 @@ def check_problem(row: dict) -> tuple[str, str] | None:
     return None
 
 
-def answer_span_confidence(text: str, answer_start: int, answer: str | None, offsets: np.ndarray,
-                           logprobs: list[float]) -> float | None:
+def answer_span_confidence(
+    text: str, answer_start: int, answer: str | None, offsets: np.ndarray, logprobs: list[float]
+) -> float | None:
     """Mean logprob of the tokens that spell the final answer (RLSF's answer-span confidence):
     the last occurrence of `answer` after `answer_start` in the completion."""
     if not answer or not len(offsets) or len(logprobs) != len(offsets):
@@ -68,7 +69,7 @@ def answer_span_confidence(text: str, answer_start: int, answer: str | None, off
         return None
     lo = max(int(np.searchsorted(offsets, pos, side="right")) - 1, 0)
     hi = int(np.searchsorted(offsets, pos + len(answer), side="left"))
-    return float(np.mean(logprobs[lo:max(hi, lo + 1)]))
+    return float(np.mean(logprobs[lo : max(hi, lo + 1)]))
 
 
 def build_trace(

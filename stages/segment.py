@@ -34,8 +34,16 @@ _WS = re.compile(r"\s*")
 _SENTENCE_ENDS = (". ", "? ", "! ", ".\n", "?\n", "!\n")
 
 STEP_FIELDS = (
-    "index", "text", "char_start", "char_end", "token_start", "token_end",
-    "mean_logprob", "min_logprob", "mean_entropy", "low_conf_tokens",
+    "index",
+    "text",
+    "char_start",
+    "char_end",
+    "token_start",
+    "token_end",
+    "mean_logprob",
+    "min_logprob",
+    "mean_entropy",
+    "low_conf_tokens",
 )
 
 
@@ -137,9 +145,16 @@ def _steps(
     mean_lp, min_lp, mean_ent, low = conf or (none, none, none, none)
     return [
         {
-            "index": i, "text": thinking[cs:ce].strip(), "char_start": cs, "char_end": ce,
-            "token_start": ts, "token_end": te,
-            "mean_logprob": m, "min_logprob": lo, "mean_entropy": ent, "low_conf_tokens": k,
+            "index": i,
+            "text": thinking[cs:ce].strip(),
+            "char_start": cs,
+            "char_end": ce,
+            "token_start": ts,
+            "token_end": te,
+            "mean_logprob": m,
+            "min_logprob": lo,
+            "mean_entropy": ent,
+            "low_conf_tokens": k,
         }
         for i, (cs, ce, ts, te, m, lo, ent, k) in enumerate(
             zip(char_bounds, char_bounds[1:], tok_bounds, tok_bounds[1:], mean_lp, min_lp, mean_ent, low)

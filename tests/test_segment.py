@@ -33,16 +33,19 @@ def steps_tile(text: str, steps: list[dict]) -> None:
     assert_tiles(text, [(s["char_start"], s["char_end"]) for s in steps])
     for s in steps:
         assert set(s) == set(STEP)
-        assert s["text"] == text[s["char_start"]:s["char_end"]].strip()
+        assert s["text"] == text[s["char_start"] : s["char_end"]].strip()
 
 
-@pytest.mark.parametrize("text", [
-    "First paragraph here.\n\nSecond paragraph here.\n\nThird paragraph here.",
-    "\n\n  Leading whitespace first.\n\n\n\nAfter a long run.\n\n\nAnd three newlines.\n\n  \n",
-    "One paragraph only, with trailing newlines.\n\n\n",
-    "Windows endings line one.\r\n\r\nSecond paragraph, CRLF.\r\n",
-    "Spaces on the blank line.\n   \t \nNext paragraph text.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "First paragraph here.\n\nSecond paragraph here.\n\nThird paragraph here.",
+        "\n\n  Leading whitespace first.\n\n\n\nAfter a long run.\n\n\nAnd three newlines.\n\n  \n",
+        "One paragraph only, with trailing newlines.\n\n\n",
+        "Windows endings line one.\r\n\r\nSecond paragraph, CRLF.\r\n",
+        "Spaces on the blank line.\n   \t \nNext paragraph text.",
+    ],
+)
 def test_paragraph_spans_tile(text):
     spans = char_steps(text, PARA)
     assert_tiles(text, spans)
@@ -59,8 +62,10 @@ def test_paragraph_cut_points():
 
 
 def test_step_marker_spans():
-    text = ("Let me set things up first.\nStep 1: add the numbers 1 and 2.\n\n"
-            "More on step one, same step.\n**Step 2** multiply them now.\n## Step 3\nConclude the thing.\n")
+    text = (
+        "Let me set things up first.\nStep 1: add the numbers 1 and 2.\n\n"
+        "More on step one, same step.\n**Step 2** multiply them now.\n## Step 3\nConclude the thing.\n"
+    )
     spans = char_steps(text, MARK)
     assert_tiles(text, spans)
     pieces = [text[s:e] for s, e in spans]
@@ -70,7 +75,7 @@ def test_step_marker_spans():
     lead = "  \n\nStep 1: first thing done.\n\n\nStep 2: second thing done.\n\n"
     spans = char_steps(lead, MARK)
     assert_tiles(lead, spans)
-    assert len(spans) == 2 and lead[spans[1][0]:].startswith("Step 2:")
+    assert len(spans) == 2 and lead[spans[1][0] :].startswith("Step 2:")
 
 
 def test_merge_short_steps():
@@ -122,14 +127,14 @@ def test_char_level_tokens_map_exactly_and_scores_are_per_step():
     steps_tile(thinking, steps)
     assert len(steps) == 3
     ends = np.append(offsets, len(completion))
-    assert "".join(completion[ends[s["token_start"]]:ends[s["token_end"]]] for s in steps) == thinking
+    assert "".join(completion[ends[s["token_start"]] : ends[s["token_end"]]] for s in steps) == thinking
     for s in steps:
-        assert completion[ends[s["token_start"]]:ends[s["token_end"]]] == thinking[s["char_start"]:s["char_end"]]
-        own = lp[s["token_start"]:s["token_end"]].astype(np.float64)
+        assert completion[ends[s["token_start"]] : ends[s["token_end"]]] == thinking[s["char_start"] : s["char_end"]]
+        own = lp[s["token_start"] : s["token_end"]].astype(np.float64)
         assert s["mean_logprob"] == pytest.approx(own.mean(), rel=1e-6)
         assert s["min_logprob"] == pytest.approx(own.min(), rel=1e-6)
         assert s["low_conf_tokens"] == int((own < PARA.low_conf_logprob).sum())
-        assert s["mean_entropy"] == pytest.approx(ent[s["token_start"]:s["token_end"]].astype(np.float64).mean())
+        assert s["mean_entropy"] == pytest.approx(ent[s["token_start"] : s["token_end"]].astype(np.float64).mean())
     assert len({round(s["mean_logprob"], 4) for s in steps}) == 3
     assert sum(s["low_conf_tokens"] for s in steps) > 0 and steps[0]["low_conf_tokens"] < steps[2]["low_conf_tokens"]
     # lists work like arrays; no scores without logprobs; no token spans without offsets
@@ -157,8 +162,14 @@ def test_multichar_tokens_not_aligned_with_paragraphs(seed):
     trace = synthetic_trace(rng, n_tokens=600)
     completion, offsets = trace["completion"], trace["token_offsets"]
     split = split_thinking(completion)
-    steps = segment(split.thinking, split.thinking_start, offsets, trace["token_logprobs"],
-                    trace["token_entropies"], SegmentConfig(max_chars=300))
+    steps = segment(
+        split.thinking,
+        split.thinking_start,
+        offsets,
+        trace["token_logprobs"],
+        trace["token_entropies"],
+        SegmentConfig(max_chars=300),
+    )
     steps_tile(split.thinking, steps)
     assert len(steps) > 5
     end = split.thinking_start + len(split.thinking)
@@ -173,7 +184,7 @@ def test_multichar_tokens_not_aligned_with_paragraphs(seed):
         assert offsets[s["token_start"]] == split.thinking_start + s["char_start"]
     lp = trace["token_logprobs"].astype(np.float64)
     for s in steps:
-        assert s["mean_logprob"] == pytest.approx(lp[s["token_start"]:s["token_end"]].mean(), rel=1e-5)
+        assert s["mean_logprob"] == pytest.approx(lp[s["token_start"] : s["token_end"]].mean(), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["no_newline_1mb", "blank_lines_200k", "tiny_paragraphs", "binary_junk", "markers"])
@@ -207,7 +218,7 @@ def test_real_external_traces():
         assert split.thinking.strip()
         assert split.closed == ("<|end_of_thought|>" in completion)
         closed += split.closed
-        assert completion[split.thinking_start:split.thinking_start + len(split.thinking)] == split.thinking
+        assert completion[split.thinking_start : split.thinking_start + len(split.thinking)] == split.thinking
         steps = segment(split.thinking, split.thinking_start, [], [], [])
         steps_tile(split.thinking, steps)
         assert all(s["token_start"] == -1 and s["mean_logprob"] is None for s in steps)

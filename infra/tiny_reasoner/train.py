@@ -135,8 +135,16 @@ def save(model, tok, out: Path, info: dict) -> None:
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def train(out: Path, seed: int, minutes: float, batch: int, lr: float, init: Path | None = None,
-          judge_share: float = JUDGE_SHARE, finetune: bool = False) -> dict:
+def train(
+    out: Path,
+    seed: int,
+    minutes: float,
+    batch: int,
+    lr: float,
+    init: Path | None = None,
+    judge_share: float = JUDGE_SHARE,
+    finetune: bool = False,
+) -> dict:
     """From scratch: save the student and teacher snapshots at their targets. `finetune`: continue
     `init` for `minutes` (e.g. judge-heavy) and save the result as the teacher."""
     cfg = {**MODEL, "judge_share": judge_share}
@@ -198,16 +206,38 @@ def train(out: Path, seed: int, minutes: float, batch: int, lr: float, init: Pat
             for role, target in TARGETS.items():
                 if acc >= target and role not in saved and not finetune:
                     saved.add(role)
-                    info = {"role": role, "seed": seed, "params": n_params, "steps": step, "batch": batch, "lr": lr,
-                            "sampled_accuracy_at_save": acc, "history": history}
+                    info = {
+                        "role": role,
+                        "seed": seed,
+                        "params": n_params,
+                        "steps": step,
+                        "batch": batch,
+                        "lr": lr,
+                        "sampled_accuracy_at_save": acc,
+                        "history": history,
+                    }
                     save(model, tok, out / role, info)
             if "teacher" in saved:
                 break
     for role in ["teacher"] if finetune else TARGETS:  # budget spent before a target: save what there is
         if role not in saved:
-            save(model, tok, out / role, {"role": role, "seed": seed, "params": n_params, "steps": step,
-                                          "batch": batch, "lr": lr, "judge_share": judge_share, "init": str(init),
-                                          "target_missed": not finetune, "history": history})
+            save(
+                model,
+                tok,
+                out / role,
+                {
+                    "role": role,
+                    "seed": seed,
+                    "params": n_params,
+                    "steps": step,
+                    "batch": batch,
+                    "lr": lr,
+                    "judge_share": judge_share,
+                    "init": str(init),
+                    "target_missed": not finetune,
+                    "history": history,
+                },
+            )
     return {"params": n_params, "steps": step, "minutes": round((time.time() - start) / 60, 2), "saved": sorted(saved)}
 
 

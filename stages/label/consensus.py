@@ -31,8 +31,11 @@ class Consensus:
 
 def consensus(verdicts: dict[str, TraceLabel | None], n_steps: int, cfg: ConsensusConfig) -> Consensus:
     """`verdicts` maps a source name to its label (None: the source does not apply here)."""
-    answered = {k: v.first_error for k, v in verdicts.items()
-                if k in cfg.sources and v is not None and v.first_error is not None}
+    answered = {
+        k: v.first_error
+        for k, v in verdicts.items()
+        if k in cfg.sources and v is not None and v.first_error is not None
+    }
     if len(answered) < cfg.min_sources:
         return Consensus("insufficient", None, [None] * n_steps)
     if len(set(answered.values())) > 1:

@@ -37,8 +37,9 @@ class JudgeLabeler:
             self.engine.chat_prompt(judge_prompt(t["problem"], [s["text"] for s in t["steps"]], self.cfg.template))
             for t in traces
         ]
-        sampling = SamplingConfig(n=1, temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens,
-                                  seed=self.cfg.seed, logprobs=0)
+        sampling = SamplingConfig(
+            n=1, temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens, seed=self.cfg.seed, logprobs=0
+        )
         out = []
         for t, gen in zip(traces, self.engine.generate(prompts, sampling)):
             n = len(t["steps"])
@@ -47,6 +48,12 @@ class JudgeLabeler:
                 continue
             sample = gen.samples[0]
             verdict = parse_verdict(sample.text, n)
-            out.append(TraceLabel(verdict.index, labels_from_first_error(verdict.index, n), tokens=len(sample.offsets),
-                                  note=verdict.error))
+            out.append(
+                TraceLabel(
+                    verdict.index,
+                    labels_from_first_error(verdict.index, n),
+                    tokens=len(sample.offsets),
+                    note=verdict.error,
+                )
+            )
         return out

@@ -43,8 +43,9 @@ def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, s
     the fraction whose answer verifies against the trace's gold answer. One engine call."""
     if not items:
         return []
-    sampling = SamplingConfig(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed,
-                              logprobs=0)
+    sampling = SamplingConfig(
+        n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed, logprobs=0
+    )
     out = []
     for (trace, prefix), gen in zip(items, engine.generate([p for _, p in items], sampling)):
         hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for s in gen.samples)
@@ -81,8 +82,9 @@ class MonteCarloLabeler:
         state = []  # per trace: [lo, hi, values, tokens]
         for t in traces:
             n = len(t["steps"])
-            trusted = self.cfg.trust_correct_traces and bool(verify_answer(t["gold_answer"], t["final_answer"],
-                                                                           self.cfg.verifier))
+            trusted = self.cfg.trust_correct_traces and bool(
+                verify_answer(t["gold_answer"], t["final_answer"], self.cfg.verifier)
+            )
             state.append([n, n, [None] * n, 0] if trusted else [0, n, [None] * n, 0])
         while True:
             active = [(j, (s[0] + s[1]) // 2) for j, s in enumerate(state) if s[0] < s[1]]

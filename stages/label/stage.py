@@ -88,19 +88,32 @@ class Label(ShardStage):
             steps = []
             for i, s in enumerate(t["steps"]):
                 sym, mc, judge = v.get("symbolic"), v.get("mc"), v.get("judge")
-                steps.append({**s, "symbolic": _VERDICT[sym.step_labels[i]] if sym else None,
-                              "mc_value": mc.step_values[i] if mc and mc.step_values else None,
-                              "mc_label": mc.step_labels[i] if mc else None,
-                              "judge_label": judge.step_labels[i] if judge else None,
-                              "label": c.step_labels[i], "info_gain": gain[i]})
+                steps.append(
+                    {
+                        **s,
+                        "symbolic": _VERDICT[sym.step_labels[i]] if sym else None,
+                        "mc_value": mc.step_values[i] if mc and mc.step_values else None,
+                        "mc_label": mc.step_labels[i] if mc else None,
+                        "judge_label": judge.step_labels[i] if judge else None,
+                        "label": c.step_labels[i],
+                        "info_gain": gain[i],
+                    }
+                )
             provenance = {k: {"first_error": lab.first_error, "note": lab.note} for k, lab in v.items()}
-            out.append({
-                **t, "steps": steps, **fid,
-                "first_error_symbolic": v["symbolic"].first_error if "symbolic" in v else None,
-                "first_error_mc": v["mc"].first_error if "mc" in v else None,
-                "first_error_judge": v["judge"].first_error if "judge" in v else None,
-                "first_error": c.first_error, "consensus": c.status, "provenance": json.dumps(provenance),
-                "rationalized": bool(fid["final_correct"] and c.first_error is not None and c.first_error >= 0),
-                "overthinking": ot, "label_tokens": sum(lab.tokens for lab in v.values()),
-            })
+            out.append(
+                {
+                    **t,
+                    "steps": steps,
+                    **fid,
+                    "first_error_symbolic": v["symbolic"].first_error if "symbolic" in v else None,
+                    "first_error_mc": v["mc"].first_error if "mc" in v else None,
+                    "first_error_judge": v["judge"].first_error if "judge" in v else None,
+                    "first_error": c.first_error,
+                    "consensus": c.status,
+                    "provenance": json.dumps(provenance),
+                    "rationalized": bool(fid["final_correct"] and c.first_error is not None and c.first_error >= 0),
+                    "overthinking": ot,
+                    "label_tokens": sum(lab.tokens for lab in v.values()),
+                }
+            )
         return out, []

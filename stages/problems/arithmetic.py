@@ -164,8 +164,9 @@ def _remaining(tree: Node, done: int, value: int) -> str:
     return rebuilt.render()
 
 
-def trace_paragraphs(problem: ArithmeticProblem, rng: random.Random, p_check: float = 0.1, p_fix: float = 0.1,
-                     slip_at: int | None = None) -> list[str]:
+def trace_paragraphs(
+    problem: ArithmeticProblem, rng: random.Random, p_check: float = 0.1, p_fix: float = 0.1, slip_at: int | None = None
+) -> list[str]:
     """Thinking paragraphs, one step each: `a op b = c, now <what is left>`, occasional
     self-checks and corrected slips ("Wait, ..."), an optional uncorrected slip at operation
     `slip_at` (carried forward), and a conclusion. Restating what is left keeps every step's
