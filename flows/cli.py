@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
     bench.add_argument("what", choices=["generate", "label", "publish"])
-    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--repeats", type=int, default=5)
     bench.set_defaults(func=_bench)
 
     pr = sub.add_parser("problems", help="write bundled arithmetic problems as Parquet shards")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 from prefect import flow, get_run_logger, task
-from stages.publish.stage import publish
 
 from flows.recipe import Recipe
 from stages.configs import export_configs
@@ -24,6 +23,7 @@ from stages.generate import Generate
 from stages.label.stage import Label
 from stages.pairs.stage import Pairs
 from stages.problems.shards import write_problem_shards
+from stages.publish.stage import publish
 from stages.shards import shard_paths
 
 STAGES = ("problems", "traces", "labeled", "pairs", "frontier", "configs")

@@ -40,7 +40,7 @@ def _stage(engine, problems_dir: Path, out: Path, cfg: GenerateConfig) -> tuple[
 
 
 def bench_generate(
-    model: str = "tiny:teacher", problems: int = 64, n: int = 8, max_tokens: int = 300, repeats: int = 3
+    model: str = "tiny:teacher", problems: int = 160, n: int = 8, max_tokens: int = 300, repeats: int = 5
 ) -> dict:
     sampling = SamplingConfig(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=5, seed=0)
     cfg = GenerateConfig(engine=EngineConfig(model=model), sampling=sampling, chunk_size=problems, store_logprobs=True)
@@ -74,7 +74,7 @@ def bench_generate(
     }
 
 
-def main(repeats: int = 3, traces: tuple[int, int] = (10_000, 100_000)) -> None:
+def main(repeats: int = 5, traces: tuple[int, int] = (10_000, 100_000)) -> None:
     g = bench_generate(repeats=repeats)
     for i, r in enumerate(g["runs"]):
         print(
