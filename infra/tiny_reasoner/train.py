@@ -169,6 +169,14 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     budget = 60 * minutes
+    run_info = {
+        "seed": seed,
+        "params": n_params,
+        "batch": batch,
+        "lr": lr,
+        "judge_share": judge_share,
+        "init": str(init) if init else None,
+    }
     saved: set[str] = set()
     data = examples(seed, cfg["judge_share"], batch)
     start, step, history = time.time(), 0, []
@@ -206,17 +214,12 @@ def train(
             for role, target in TARGETS.items():
                 if acc >= target and role not in saved and not finetune:
                     saved.add(role)
-                    info = {
-                        "role": role,
-                        "seed": seed,
-                        "params": n_params,
-                        "steps": step,
-                        "batch": batch,
-                        "lr": lr,
-                        "sampled_accuracy_at_save": acc,
-                        "history": history,
-                    }
-                    save(model, tok, out / role, info)
+                    save(
+                        model,
+                        tok,
+                        out / role,
+                        {**run_info, "role": role, "steps": step, "sampled_accuracy_at_save": acc, "history": history},
+                    )
             if "teacher" in saved:
                 break
     for role in ["teacher"] if finetune else TARGETS:  # budget spent before a target: save what there is
@@ -225,18 +228,7 @@ def train(
                 model,
                 tok,
                 out / role,
-                {
-                    "role": role,
-                    "seed": seed,
-                    "params": n_params,
-                    "steps": step,
-                    "batch": batch,
-                    "lr": lr,
-                    "judge_share": judge_share,
-                    "init": str(init),
-                    "target_missed": not finetune,
-                    "history": history,
-                },
+                {**run_info, "role": role, "steps": step, "target_missed": not finetune, "history": history},
             )
     return {"params": n_params, "steps": step, "minutes": round((time.time() - start) / 60, 2), "saved": sorted(saved)}
 
