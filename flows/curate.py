@@ -26,8 +26,6 @@ from stages.problems.shards import write_problem_shards
 from stages.publish.stage import publish
 from stages.shards import shard_paths
 
-STAGES = ("problems", "traces", "labeled", "pairs", "frontier", "configs")
-
 
 def _stats(logging_dir: Path) -> dict:
     """Totals of a stage's datatrove stats (summed over ranks)."""
