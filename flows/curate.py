@@ -52,24 +52,19 @@ def problems_task(recipe: Recipe, root: Path) -> dict:
     return {"shards": len(shard_paths(root / "problems"))}
 
 
-@task(name="generate", retries=2, retry_delay_seconds=5)
-def generate_task(recipe: Recipe, root: Path) -> dict:
-    return run_stage("generate", Generate(root / "problems", root / "traces", recipe.generate), recipe, root)
+# Each model stage: (input folder, output folder, step class, recipe section).
+STEPS = {
+    "generate": ("problems", "traces", Generate, "generate"),
+    "label": ("traces", "labeled", Label, "label"),
+    "pairs": ("labeled", "pairs", Pairs, "pairs"),
+    "frontier": ("labeled", "frontier", Frontier, "frontier"),
+}
 
 
-@task(name="label", retries=2, retry_delay_seconds=5)
-def label_task(recipe: Recipe, root: Path) -> dict:
-    return run_stage("label", Label(root / "traces", root / "labeled", recipe.label), recipe, root)
-
-
-@task(name="pairs", retries=2, retry_delay_seconds=5)
-def pairs_task(recipe: Recipe, root: Path) -> dict:
-    return run_stage("pairs", Pairs(root / "labeled", root / "pairs", recipe.pairs), recipe, root)
-
-
-@task(name="frontier", retries=2, retry_delay_seconds=5)
-def frontier_task(recipe: Recipe, root: Path) -> dict:
-    return run_stage("frontier", Frontier(root / "labeled", root / "frontier", recipe.frontier), recipe, root)
+@task(name="stage", task_run_name="{name}", retries=2, retry_delay_seconds=5)
+def stage_task(name: str, recipe: Recipe, root: Path) -> dict:
+    source, target, step, section = STEPS[name]
+    return run_stage(name, step(root / source, root / target, getattr(recipe, section)), recipe, root)
 
 
 @task(name="publish", retries=2, retry_delay_seconds=5)
@@ -87,14 +82,9 @@ def curate(recipe: Recipe, out: str) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     (root / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     summary: dict = {"recipe": recipe.name, "out": str(root), "stages": {}}
-    for name, stage_task in (
-        ("problems", problems_task),
-        ("generate", generate_task),
-        ("label", label_task),
-        ("pairs", pairs_task),
-        ("frontier", frontier_task),
-    ):
-        summary["stages"][name] = stage_task(recipe, root)
+    summary["stages"]["problems"] = problems_task(recipe, root)
+    for name in STEPS:
+        summary["stages"][name] = stage_task(name, recipe, root)
         logger.info("%s: %s", name, summary["stages"][name])
     summary["published"] = publish_task(recipe, root, summary)
     (root / "run.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -20,7 +20,7 @@ from datasets import Features
 from datatrove.pipeline.base import PipelineStep
 
 from schemas import REJECTS
-from stages.shards import read_table, shard_paths, to_table, write_table
+from stages.shards import read_table, row_count, shard_paths, to_table, write_table
 
 MAX_PAYLOAD = 4096
 
@@ -54,7 +54,7 @@ class ShardStage(PipelineStep):
         """(input shard, chunk index, output path) of every chunk this rank has still to do."""
         todo = []
         for shard in shard_paths(self.input_dir)[rank::world_size]:
-            n_rows = read_table(shard, self.in_features).num_rows
+            n_rows = row_count(shard)
             for chunk in range(max(1, -(-n_rows // self.chunk_size))):
                 out = self.output_dir / f"{shard.stem}-{chunk:05d}.parquet"
                 if not out.exists():

@@ -53,5 +53,14 @@ def read_table(path: Path, features: Features) -> pa.Table:
     return validate(table, features, str(path))
 
 
+def row_count(path: Path) -> int:
+    """Rows in a shard from its Parquet footer alone (cheap: resume checks read no data); a
+    corrupt footer raises SchemaError naming the path."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SchemaError(f"{path}: unreadable Parquet ({exc})") from exc
+
+
 def shard_paths(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith("."))

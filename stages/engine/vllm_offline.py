@@ -79,16 +79,20 @@ class VLLMEngine:
     def generate(
         self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int] | None = None
     ) -> list[Generation]:
+        """Prompts are tokenized once here and handed to vLLM as token ids (no second pass
+        inside vLLM); each request's max_tokens is capped by the context left after it."""
+        from vllm.inputs import TokensPrompt
+
         seeds = list(seeds) if seeds else [None] * len(prompts)
-        rooms = [
-            self.max_model_len - n for n in map(len, self.tokenizer(list(prompts), add_special_tokens=False).input_ids)
+        token_ids = self.tokenizer(list(prompts), add_special_tokens=False).input_ids
+        params = [
+            self.sampling_params(sampling, seed, self.max_model_len - len(ids)) for seed, ids in zip(seeds, token_ids)
         ]
-        params = [self.sampling_params(sampling, seed, room) for seed, room in zip(seeds, rooms)]
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        for o in outputs:
-            self.prompt_tokens += len(o.prompt_token_ids or [])
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params, use_tqdm=False)
+        for ids, o in zip(token_ids, outputs):
+            self.prompt_tokens += len(ids)
             self.cached_tokens += o.num_cached_tokens or 0
-        return [Generation(o.prompt, [self._sample(c) for c in o.outputs]) for o in outputs]
+        return [Generation(p, [self._sample(c) for c in o.outputs]) for p, o in zip(prompts, outputs)]
 
     def _sample(self, c) -> Sample:
         """Chosen-token logprobs, top-k entropies and char offsets, vectorised over vLLM's flat

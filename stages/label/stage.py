@@ -81,8 +81,7 @@ class Label(ShardStage):
         for t, fid, ot in zip(rows, answers, over):
             v = verdicts[t["trace_id"]]
             n = len(t["steps"])
-            applies = {k: lab for k, lab in v.items() if k != "symbolic" or lab.note != "not_applicable"}
-            c = consensus(applies, n, cfg.consensus)
+            c = consensus(v, n, cfg.consensus)  # a labeler that does not apply has first_error None
             self.stat_update(f"consensus_{c.status}")
             gain = gain_of.get(t["trace_id"], [None] * n)
             steps = []
