@@ -10,7 +10,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean prefect-server prefect-deploy prefect-worker
 
 $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+	bash infra/install-chromium.sh  # the trace inspector's browser test
 
 run: setup
 	$(BIN)/thoughtmill run --recipe demo --out out/demo
@@ -28,6 +29,16 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Prefect deployments (README: "Run as Prefect deployments"): each in its own terminal, in order.
+prefect-server: setup
+	bash infra/prefect/server.sh
+
+prefect-deploy: setup
+	bash infra/prefect/deploy.sh
+
+prefect-worker: setup
+	bash infra/prefect/worker.sh
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -51,9 +51,21 @@ def _run(args: argparse.Namespace) -> int:
     from flows.recipe import load_recipe, parse_overrides
 
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    out = Path(args.out or f"out/{recipe.name}")
-    summary = curate(recipe, str(out))
-    print(f"thoughtmill: run {recipe.name!r} finished; output in {summary['out']}")
+    summary = curate(recipe, str(Path(args.out or f"out/{recipe.name}")))
+    pub = summary["published"]
+    where = f"https://huggingface.co/datasets/{pub['repo_id']}" if pub.get("repo_id") else pub["path"]
+    print(f"thoughtmill: run {recipe.name!r} finished; output root {summary['out']} (run.json: stage stats)")
+    print(f"thoughtmill: dataset {where} (configs: {', '.join(pub['configs'])}); card {pub['path']}/README.md")
+    print(f"thoughtmill: trace inspector {summary['report']} (open it in a browser)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from stages.inspect import build_report
+
+    report = build_report(Path(args.source), Path(args.out) if args.out else None, args.max_traces, args.seed)
+    size = f"{report.bytes / 1e6:.1f} MB, built in {report.seconds}s"
+    print(f"thoughtmill: inspector page {report.path} ({size}); {report.statement}")
     return 0
 
 
@@ -100,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=["generate", "label", "publish"])
     bench.add_argument("--repeats", type=int, default=5)
     bench.set_defaults(func=_bench)
+
+    ins = sub.add_parser("inspect", help="write a self-contained HTML trace inspector for a run or dataset folder")
+    ins.add_argument("source", help="a run's output root (e.g. out/demo) or a published dataset folder")
+    ins.add_argument("--out", help="HTML file to write (default: <source>/report.html)")
+    ins.add_argument("--max-traces", type=int, default=2000, help="traces embedded in the page (default 2000)")
+    ins.add_argument("--seed", type=int, default=0, help="seed of the sample beyond the filter quotas")
+    ins.set_defaults(func=_inspect)
 
     pr = sub.add_parser("problems", help="write bundled arithmetic problems as Parquet shards")
     pr.add_argument("--split", default="demo", choices=["train", "eval", "demo"])

@@ -50,22 +50,27 @@ class ShardStage(PipelineStep):
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         """Turn input rows into (output rows, reject rows)."""
 
-    def pending(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
-        """(input shard, chunk index, output path) of every chunk this rank has still to do."""
-        todo = []
+    def chunks(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
+        """(input shard, chunk index, output path) of every chunk of this rank."""
+        out = []
         for shard in shard_paths(self.input_dir)[rank::world_size]:
             n_rows = row_count(shard)
-            for chunk in range(max(1, -(-n_rows // self.chunk_size))):
-                out = self.output_dir / f"{shard.stem}-{chunk:05d}.parquet"
-                if not out.exists():
-                    todo.append((shard, chunk, out))
-        return todo
+            out += [
+                (shard, chunk, self.output_dir / f"{shard.stem}-{chunk:05d}.parquet")
+                for chunk in range(max(1, -(-n_rows // self.chunk_size)))
+            ]
+        return out
+
+    def pending(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
+        """The chunks of this rank whose output does not exist yet."""
+        return [c for c in self.chunks(world_size, rank) if not c[2].exists()]
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
         """Do this rank's pending chunks now. Returns nothing (datatrove's executor accepts a
         step that yields no documents), so calling `step.run()` directly does the work."""
-        todo = self.pending(world_size, rank)
-        self.stat_update("chunks_skipped", value=0)
+        chunks = self.chunks(world_size, rank)
+        todo = [c for c in chunks if not c[2].exists()]
+        self.stat_update("chunks_skipped", value=len(chunks) - len(todo))
         if not todo:
             return
         self.setup(rank)

@@ -40,6 +40,7 @@ def build_executor(
             workers=cfg.workers,
             logging_dir=str(logging_dir),
             start_method=cfg.start_method,
+            skip_completed=False,  # stages resume per chunk; a rank marker must not hide missing chunks
         )
     if cfg.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
@@ -58,6 +59,7 @@ def build_executor(
             job_name=job_name,
             logging_dir=str(logging_dir),
             sbatch_args=cfg.sbatch_args,
+            skip_completed=False,
         )
     from datatrove.executor import RayPipelineExecutor
 
@@ -69,4 +71,5 @@ def build_executor(
         cpus_per_task=cfg.cpus_per_task,
         mem_per_cpu_gb=cfg.mem_per_cpu_gb,
         gpus_per_task=cfg.gpus_per_task,
+        skip_completed=False,
     )

@@ -21,7 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from infra.tiny_reasoner.tokenizer import build_tokenizer
-from stages.label.judge_format import judge_prompt
+from stages.label.judge_format import judge_prompt, parse_verdict
 from stages.problems.arithmetic import (
     CLAIM_RE,
     ArithmeticProblem,
@@ -39,17 +39,21 @@ from stages.problems.arithmetic import (
 # less-trained student is in a real run). Training stops at the teacher target or the budget.
 MODEL = dict(hidden=192, layers=4, heads=3, inter=512)
 JUDGE_SHARE = 0.25
+SLIP_RATE = 0.45  # per operation, in judge tasks
 TARGETS = {"student": 0.30, "teacher": 0.66}
 MINUTES = 28
 HERE = Path(__file__).parent
 BOXED = re.compile(r"\\boxed\{(-?\d+)\}")
 
 
-def judge_example(problem: ArithmeticProblem, rng: random.Random) -> tuple[str, str]:
-    """A judge task: numbered steps with at most one uncorrected slip; the target thinks
-    through each step (recomputing claims) up to the earliest wrong one."""
+def judge_example(problem: ArithmeticProblem, rng: random.Random, slip_rate: float = SLIP_RATE) -> tuple[str, str]:
+    """A judge task: indexed steps, each operation slipping with probability `slip_rate` until
+    the first slip (carried forward). The target restates each step's claim and judges it, up to
+    the earliest wrong step: the verdict sits where, in a generated trace, the model decides
+    between going on (", now") and correcting a slip ("Wait, ..."), so it reuses that skill.
+    Dense slips keep "ok" from being the cheap answer."""
     n_ops = len(solution_steps(problem.tree))
-    slip_at = rng.randrange(n_ops) if rng.random() < 0.5 else None
+    slip_at = next((i for i in range(n_ops) if rng.random() < slip_rate), None)
     steps = trace_paragraphs(problem, rng, p_check=0.1, p_fix=0.05, slip_at=slip_at)
     truth = step_truth(problem.tree, steps)
     bad = first_error(truth)
@@ -58,11 +62,11 @@ def judge_example(problem: ArithmeticProblem, rng: random.Random) -> tuple[str, 
         claim = CLAIM_RE.search(text)
         verdict = "ok" if truth[i] else "wrong"
         if claim:
-            a, op, b, _ = claim.groups()
-            lines.append(f"[{i}] {a} {op} {b} = {apply(op, int(a), int(b))} {verdict}")
+            a, op, b, c = claim.groups()
+            lines.append(f"[{i}] {a} {op} {b} = {c}; {a} {op} {b} = {apply(op, int(a), int(b))} {verdict}")
         else:
             lines.append(f"[{i}] {verdict}")
-    target = "<think>\n" + "\n\n".join(lines) + f"\n</think>\n\n\\boxed{{{bad}}}"
+    target = "<think>\n" + "\n".join(lines) + f"\n</think>\n\n\\boxed{{{bad}}}"
     return judge_prompt(problem.text, steps, template="compact"), target
 
 
@@ -124,6 +128,25 @@ def sampled_accuracy(model, tok, n: int = 160, seed: int = 1) -> float:
         m = BOXED.findall(t.rsplit("</think>", 1)[-1])
         hits += bool(m) and m[-1] == str(p.answer)
     return hits / n
+
+
+@torch.no_grad()
+def judge_accuracy(model, tok, n: int = 100) -> dict:
+    """Greedy earliest-wrong-step exact match on held-out judge tasks, next to always -1."""
+    from infra.tiny_reasoner.evaluate import judge_tasks  # evaluate imports the engine layer
+
+    model.eval()
+    tasks = judge_tasks(n)
+    prompts = [f"<|user|>{judge_prompt(p.text, steps, 'compact')}<|assistant|>" for p, steps, _ in tasks]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.generate(
+            **enc, do_sample=False, max_new_tokens=160, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+        )
+    texts = tok.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
+    model.train()
+    hits = sum(parse_verdict(t, len(steps)).index == truth for t, (_, steps, truth) in zip(texts, tasks))
+    return {"judge_accuracy": hits / n, "always_minus_one": sum(t == -1 for *_, t in tasks) / n}
 
 
 def save(model, tok, out: Path, info: dict) -> None:
@@ -208,6 +231,7 @@ def train(
                     "minutes": round((time.time() - start) / 60, 2),
                     "loss": round(loss.item(), 4),
                     "sampled_accuracy": acc,
+                    **(judge_accuracy(model, tok) if judge_share > 0 else {}),
                 }
             )
             print(json.dumps(history[-1]), flush=True)

@@ -124,9 +124,19 @@ def topk_entropy(logprobs: Sequence[float]) -> float:
 
 
 def offsets_from_pieces(pieces: Sequence[str], text: str) -> list[int] | None:
-    """Char offsets of tokens whose decoded pieces concatenate to `text`, else None."""
+    """Char offsets of tokens whose decoded pieces spell `text`, else None.
+
+    Pieces past the end of `text` (a stop or EOS token that the engine keeps in the token ids
+    but not in the text) are placed at `len(text)`: without this, every sample that ends on
+    EOS fell back to decoding each prefix, quadratic in the sample's length."""
     out, pos = [], 0
     for piece in pieces:
-        out.append(pos)
+        out.append(min(pos, len(text)))
         pos += len(piece)
-    return out if "".join(pieces) == text else None
+    joined = "".join(pieces)
+    if joined == text:
+        return out
+    ends = [o + len(p) for o, p in zip(out, pieces)]  # a trailing token must start at the text's end
+    if joined.startswith(text) and len(text) in ends + [0]:
+        return out
+    return None

@@ -1,0 +1,105 @@
+"""Assemble the inspector page: one self-contained HTML file that opens from disk.
+
+Styles and scripts are inlined from the package's `style.css`, `charts.js` and `app.js`, and
+the data is embedded as one JSON block, so the page needs no server, no network and no CDN
+(charts are inline SVG drawn by the page's own script). The JSON is escaped so no string in the
+data can close the script element early.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
+from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces
+from stages.inspect.stats import CONFIDENT, FILTERS, overview
+
+ASSETS = Path(__file__).parent
+DEFAULT_MAX_TRACES = 2000
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    bytes: int
+    shown: int
+    total: int
+    seconds: float
+    statement: str
+
+
+def _clean(value: object) -> object:
+    """Non-finite floats become null: JSON.parse rejects NaN and Infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _embed(data: dict) -> str:
+    text = json.dumps(_clean(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def collect(source: Path, max_traces: int = DEFAULT_MAX_TRACES, seed: int = 0) -> dict:
+    """Everything the page shows, as plain data: overview over all traces, a selection of them."""
+    src = locate(Path(source))
+    lf = scan_traces(src)
+    sel = select(lf, max_traces, seed)
+    data = payload(lf, sel, scan_pairs(src), scan_frontier(src))
+    return {
+        "meta": {
+            "source": str(src.root),
+            "kind": src.kind,
+            "recipe": src.run.get("recipe"),
+            "missing": src.missing,
+            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "shown": sel.shown,
+            "total": sel.total,
+            "statement": sel.statement(),
+            "budget": (
+                f"Step text is cut to {STEP_CHARS:,} chars per step and {TRACE_CHARS:,} per trace; "
+                f"at most {MAX_PAIRS} pairs are listed per trace"
+            ),
+            "filters": FILTERS,
+            "confident": CONFIDENT,
+        },
+        "overview": overview(src, lf),
+        **data,
+    }
+
+
+def render(data: dict) -> str:
+    """The page's HTML for `data` (as `collect` returns it)."""
+    title = f"Thoughtmill inspector: {data['meta'].get('recipe') or Path(data['meta']['source']).name}"
+    page = (ASSETS / "template.html").read_text(encoding="utf-8")
+    parts = {
+        "__TITLE__": title.replace("&", "&amp;").replace("<", "&lt;"),
+        "/*__STYLE__*/": (ASSETS / "style.css").read_text(encoding="utf-8"),
+        "/*__CHARTS__*/": (ASSETS / "charts.js").read_text(encoding="utf-8"),
+        "/*__APP__*/": (ASSETS / "app.js").read_text(encoding="utf-8"),
+        "__DATA__": _embed(data),
+    }
+    for key, value in parts.items():  # DATA last: nothing is substituted inside the data
+        page = page.replace(key, value, -1 if key == "__TITLE__" else 1)
+    return page
+
+
+def build_report(source: Path, out: Path | None = None, max_traces: int = DEFAULT_MAX_TRACES, seed: int = 0) -> Report:
+    """Write the inspector page for a run or dataset folder (default: `<source>/report.html`)."""
+    start = time.perf_counter()
+    data = collect(source, max_traces, seed)
+    out = Path(out) if out else Path(source) / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(data), encoding="utf-8")
+    meta = data["meta"]
+    seconds = round(time.perf_counter() - start, 2)
+    return Report(out, out.stat().st_size, meta["shown"], meta["total"], seconds, meta["statement"])

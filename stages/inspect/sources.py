@@ -1,0 +1,142 @@
+"""Where the inspector's inputs live, for a run folder or a published dataset folder.
+
+A run folder (the `curate` flow's output root) has everything: labeled traces, pairs, frontier
+decisions, `*_rejects/` folders and `run.json`. A published dataset folder only has
+`data/<config>/*.parquet`: its `traces` config is the labeled-traces table and its `dpo` config
+carries each pair's provenance, so the inspector shows what is there and says what is missing.
+Everything is read lazily with polars so statistics stay column-wise on large corpora.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+STAGE_FOLDERS = ("problems", "traces", "labeled", "pairs", "frontier")
+# Columns of the labeled-traces table the inspector never needs (large per-token arrays, raw text).
+SKIP_COLUMNS = {"completion", "prompt", "token_logprobs", "token_entropies", "token_offsets", "sampling", "thinking"}
+
+
+@dataclass
+class Sources:
+    """Shard lists and metadata of one inspected folder."""
+
+    root: Path
+    kind: str  # "run" | "dataset"
+    traces: list[Path]
+    pairs: list[Path] = field(default_factory=list)
+    pairs_format: str = "pairs"  # "pairs" (run's PAIRS shards) | "dpo" (published dpo config)
+    frontier: list[Path] = field(default_factory=list)
+    rejects: list[Path] = field(default_factory=list)
+    run: dict = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # rows per stage folder / published config
+    missing: list[str] = field(default_factory=list)  # what this kind of folder cannot show
+
+
+def _parquet(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def _rows(paths: list[Path]) -> int:
+    """Row count from Parquet footers only (no data read)."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def _config_rows(data: Path, prefix: str = "") -> dict[str, int]:
+    if not data.is_dir():
+        return {}
+    return {f"{prefix}{d.name}": _rows(_parquet(d)) for d in sorted(data.iterdir()) if d.is_dir()}
+
+
+def locate(path: Path) -> Sources:
+    """Sources of a run folder (preferred) or a published dataset folder; ValueError otherwise."""
+    root = Path(path).resolve()
+    if (root / "labeled").is_dir() or (root / "run.json").is_file():
+        traces = _parquet(root / "labeled")
+        if not traces:
+            raise ValueError(
+                f"{root}: a run folder without labeled traces (labeled/*.parquet); has the label stage run?"
+            )
+        run = json.loads((root / "run.json").read_text()) if (root / "run.json").is_file() else {}
+        rows = {name: _rows(_parquet(root / name)) for name in STAGE_FOLDERS if (root / name).is_dir()}
+        rows |= _config_rows(root / "dataset" / "data", "dataset/")
+        rejects = [p for d in sorted(root.glob("*_rejects")) for p in _parquet(d)]
+        return Sources(
+            root, "run", traces, _parquet(root / "pairs"), "pairs", _parquet(root / "frontier"), rejects, run, rows
+        )
+    data = root / "data"
+    if (data / "traces").is_dir():
+        return Sources(
+            root,
+            "dataset",
+            _parquet(data / "traces"),
+            _parquet(data / "dpo"),
+            "dpo",
+            rows=_config_rows(data, "dataset/"),
+            missing=["run.json stage stats", "rejects", "frontier decisions", "pairs outside the dpo config"],
+        )
+    raise ValueError(f"{root}: neither a run folder (labeled/, run.json) nor a published dataset (data/traces/)")
+
+
+def scan_traces(src: Sources) -> pl.LazyFrame:
+    """The labeled traces, without the columns the inspector never shows."""
+    names = pq.read_schema(src.traces[0]).names
+    return pl.scan_parquet(src.traces).select([n for n in names if n not in SKIP_COLUMNS])
+
+
+def scan_pairs(src: Sources) -> pl.LazyFrame | None:
+    """Pairs in one shape for both folder kinds, with the trace ids parsed from provenance:
+    `trace` (the trace a step pair branches from), `chosen_trace`, `rejected_trace`, `step`."""
+    if not src.pairs:
+        return None
+    lf = pl.scan_parquet(src.pairs)
+    if src.pairs_format == "dpo":
+        prov = pl.col("provenance")
+        lf = lf.select(
+            "pair_id",
+            "kind",
+            prov.str.json_path_match("$.source").alias("source"),
+            "margin",
+            pl.col("chosen").list.last().struct.field("content").alias("chosen"),
+            pl.col("rejected").list.last().struct.field("content").alias("rejected"),
+            prov.str.json_path_match("$.chosen_confidence").cast(pl.Float32, strict=False).alias("chosen_confidence"),
+            prov.str.json_path_match("$.rejected_confidence")
+            .cast(pl.Float32, strict=False)
+            .alias("rejected_confidence"),
+            "provenance",
+        )
+    else:
+        lf = lf.select(
+            "pair_id",
+            "kind",
+            "source",
+            "margin",
+            "chosen",
+            "rejected",
+            "chosen_confidence",
+            "rejected_confidence",
+            "provenance",
+        )
+    prov = pl.col("provenance")
+    return lf.with_columns(
+        prov.str.json_path_match("$.trace").alias("trace"),
+        prov.str.json_path_match("$.chosen_trace").alias("chosen_trace"),
+        prov.str.json_path_match("$.rejected_trace").alias("rejected_trace"),
+        prov.str.json_path_match("$.step").cast(pl.Int32, strict=False).alias("step"),
+    ).drop("provenance")
+
+
+def scan_frontier(src: Sources) -> pl.LazyFrame | None:
+    if not src.frontier:
+        return None
+    return pl.scan_parquet(src.frontier).select("trace_id", "keep", "drop_reason", "pass_rate", "ifd")
+
+
+def scan_rejects(src: Sources) -> pl.LazyFrame | None:
+    if not src.rejects:
+        return None
+    return pl.scan_parquet(src.rejects).select("stage", "reason")

@@ -1,0 +1,216 @@
+"""Overview statistics over every trace of a corpus, computed column-wise with polars.
+
+The page embeds only a sample of traces, so everything the overview says (counts, drop reasons,
+calibration, first errors, length vs accuracy, labeler and thinking-answer agreement) is computed
+here over all rows, never from the embedded sample. Step confidence is exp(mean token logprob)
+of the step's own tokens, as in the dataset card's figures, so the two agree.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from stages.inspect.sources import Sources, scan_frontier, scan_pairs, scan_rejects
+
+BINS = 10
+MAX_POSITION = 50  # first-error histogram: positions from this on share one bar
+LABELERS = ("symbolic", "mc", "judge")
+CONFIDENT = 0.9  # a "confident" step or answer: exp(mean logprob) at least this
+
+FILTERS: dict[str, str] = {
+    "misaligned": "the thinking's concluded answer differs from the final answer",
+    "confident_error": f"a wrong step (consensus first error) or a wrong final answer with confidence >= {CONFIDENT}",
+    "disagreement": "the labelers disagree on the first error (consensus 'disagree')",
+    "rationalized": "a correct final answer over a flawed step (consensus first error >= 0)",
+}
+
+
+def _first_error_conf() -> pl.Expr:
+    fe = pl.col("first_error")
+    step = pl.col("steps").list.get(fe.clip(0), null_on_oob=True).struct.field("mean_logprob")
+    return pl.when(fe >= 0).then(step.exp())
+
+
+def filter_exprs(confident: float = CONFIDENT) -> dict[str, pl.Expr]:
+    """One boolean column per filter (null counts as not matching)."""
+    wrong_answer = (pl.col("final_correct") == False) & (pl.col("answer_confidence").exp() >= confident)  # noqa: E712
+    return {
+        "misaligned": (pl.col("thinking_answer_agrees") == False).fill_null(False),  # noqa: E712
+        "confident_error": ((_first_error_conf() >= confident).fill_null(False) | wrong_answer.fill_null(False)),
+        "disagreement": (pl.col("consensus") == "disagree").fill_null(False),
+        "rationalized": pl.col("rationalized").fill_null(False),
+    }
+
+
+def _counts(df: pl.DataFrame, key: str) -> dict[str, int]:
+    return {str(k): int(n) for k, n in df.iter_rows()} if key in df.columns else {}
+
+
+def totals(lf: pl.LazyFrame) -> dict:
+    f = filter_exprs()
+    row = (
+        lf.select(
+            pl.len().alias("traces"),
+            pl.col("problem_id").n_unique().alias("problems"),
+            pl.col("steps").list.len().sum().alias("steps"),
+            pl.col("final_correct").sum().alias("final_correct"),
+            pl.col("thinking_correct").sum().alias("thinking_correct"),
+            pl.col("rationalized").sum().alias("rationalized"),
+            *[e.sum().alias(f"filter_{k}") for k, e in f.items()],
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    consensus = lf.group_by("consensus").len().sort("consensus").collect()
+    finish = lf.group_by("finish_reason").len().sort("finish_reason").collect()
+    out = {k: int(v or 0) for k, v in row.items() if not k.startswith("filter_")}
+    out["filters"] = {k: int(row[f"filter_{k}"] or 0) for k in f}
+    out["consensus"] = _counts(consensus, "consensus")
+    out["finish_reason"] = _counts(finish, "finish_reason")
+    return out
+
+
+def calibration(lf: pl.LazyFrame, bins: int = BINS) -> list[dict]:
+    """Reliability diagram: steps binned by confidence; per bin the mean confidence and the
+    fraction labeled correct by consensus (steps without a confidence or a label are left out)."""
+    step = pl.col("steps").explode().struct
+    flat = lf.select(step.field("mean_logprob").alias("lp"), step.field("label")).drop_nulls()
+    conf = pl.col("lp").exp().clip(0.0, 1.0)
+    df = (
+        flat.with_columns(conf.alias("conf"), (conf * bins).floor().cast(pl.Int32).clip(0, bins - 1).alias("bin"))
+        .group_by("bin")
+        .agg(pl.col("conf").mean(), pl.col("label").cast(pl.Float64).mean().alias("correct"), pl.len().alias("n"))
+        .sort("bin")
+        .collect()
+    )
+    return [{"lo": b / bins, "hi": (b + 1) / bins, "conf": c, "correct": y, "n": n} for b, c, y, n in df.iter_rows()]
+
+
+def first_errors(lf: pl.LazyFrame) -> dict:
+    """Histogram of the consensus first-error position (-1: no error) and how many traces have none."""
+    fe = pl.col("first_error")
+    df = lf.select(fe.clip(upper_bound=MAX_POSITION).alias("pos")).group_by("pos").len().sort("pos").collect()
+    hist = [{"pos": int(p), "n": int(n)} for p, n in df.iter_rows() if p is not None]
+    none = sum(int(n) for p, n in df.iter_rows() if p is None)
+    return {"hist": hist, "no_consensus": none, "cap": MAX_POSITION}
+
+
+def length_accuracy(lf: pl.LazyFrame, bins: int = BINS) -> list[dict]:
+    """Traces in equal-width bins of thinking tokens: fraction with a correct final answer."""
+    x = pl.col("thinking_tokens").cast(pl.Float64)
+    base = lf.select(x.alias("x"), pl.col("final_correct").cast(pl.Float64).alias("y")).drop_nulls()
+    lo, hi = base.select(pl.col("x").min().alias("lo"), pl.col("x").max().alias("hi")).collect().row(0)
+    if lo is None:
+        return []
+    width = (hi - lo) / bins if hi > lo else 1.0
+    df = (
+        base.with_columns(((pl.col("x") - lo) / width).floor().cast(pl.Int32).clip(0, bins - 1).alias("bin"))
+        .group_by("bin")
+        .agg(pl.col("y").mean().alias("accuracy"), pl.len().alias("n"))
+        .sort("bin")
+        .collect()
+    )
+    return [{"lo": lo + b * width, "hi": lo + (b + 1) * width, "accuracy": a, "n": n} for b, a, n in df.iter_rows()]
+
+
+def labeler_agreement(lf: pl.LazyFrame) -> list[dict]:
+    """Pairwise over labelers, on traces both answered: same first-error step (exact), and the
+    same verdict on whether the trace has an error at all."""
+    exprs = []
+    pairs = [(a, b) for i, a in enumerate(LABELERS) for b in LABELERS[i + 1 :]]
+    for a, b in pairs:
+        ca, cb = pl.col(f"first_error_{a}"), pl.col(f"first_error_{b}")
+        both = ca.is_not_null() & cb.is_not_null()
+        exprs += [
+            both.sum().alias(f"{a}|{b}|n"),
+            (both & (ca == cb)).sum().alias(f"{a}|{b}|exact"),
+            (both & ((ca >= 0) == (cb >= 0))).sum().alias(f"{a}|{b}|has_error"),
+        ]
+    row = lf.select(exprs).collect().row(0, named=True)
+    out = []
+    for a, b in pairs:
+        n = int(row[f"{a}|{b}|n"] or 0)
+        rate = lambda k: (int(row[f"{a}|{b}|{k}"]) / n) if n else None  # noqa: B023
+        out.append({"a": a, "b": b, "n": n, "exact": rate("exact"), "has_error": rate("has_error")})
+    return out
+
+
+def thinking_agreement(lf: pl.LazyFrame) -> dict:
+    """Thinking-answer agreement overall and split by whether the final answer is correct."""
+    ag, fc = pl.col("thinking_answer_agrees"), pl.col("final_correct")
+    row = (
+        lf.select(
+            (ag == True).sum().alias("agrees"),  # noqa: E712
+            (ag == False).sum().alias("disagrees"),  # noqa: E712
+            ag.is_null().sum().alias("unknown"),
+            ((ag == True) & (fc == True)).sum().alias("agrees_correct"),  # noqa: E712
+            (ag.is_not_null() & (fc == True)).sum().alias("decided_correct"),  # noqa: E712
+            ((ag == True) & (fc == False)).sum().alias("agrees_wrong"),  # noqa: E712
+            (ag.is_not_null() & (fc == False)).sum().alias("decided_wrong"),  # noqa: E712
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    row = {k: int(v or 0) for k, v in row.items()}
+    decided = row["agrees"] + row["disagrees"]
+    rate = lambda a, n: a / n if n else None
+    return {
+        **{k: row[k] for k in ("agrees", "disagrees", "unknown")},
+        "rate": rate(row["agrees"], decided),
+        "rate_correct": rate(row["agrees_correct"], row["decided_correct"]),
+        "rate_wrong": rate(row["agrees_wrong"], row["decided_wrong"]),
+    }
+
+
+def _run_stages(run: dict) -> list[dict]:
+    """run.json's per-stage stats; keys naming refused or dropped rows are the drop reasons."""
+    out = []
+    for name, s in (run.get("stages") or {}).items():
+        drops = {
+            k.removeprefix("rejected_").removeprefix("dropped_"): int(v)
+            for k, v in s.items()
+            if isinstance(v, int | float) and ("rejected_" in k or "dropped_" in k)
+        }
+        keep = ("status", "rows_in", "rows_out", "seconds", "rows_per_second", "shards")
+        out.append({"stage": name, **{k: s[k] for k in keep if k in s}, "drops": drops})
+    return out
+
+
+def drops(src: Sources) -> list[dict]:
+    """Refused rows by stage and reason (rejects folders) and frontier drops by reason."""
+    out: list[dict] = []
+    rejects = scan_rejects(src)
+    if rejects is not None:
+        df = rejects.group_by("stage", "reason").len().sort("stage", "reason").collect()
+        out += [{"stage": s, "reason": r, "n": int(n), "source": "rejects"} for s, r, n in df.iter_rows()]
+    frontier = scan_frontier(src)
+    if frontier is not None:
+        df = frontier.group_by("keep", "drop_reason").len().sort("keep", "drop_reason").collect()
+        out += [
+            {"stage": "frontier", "reason": "kept" if k else (r or "dropped"), "n": int(n), "source": "frontier"}
+            for k, r, n in df.iter_rows()
+        ]
+    return out
+
+
+def pair_counts(src: Sources) -> dict[str, int]:
+    pairs = scan_pairs(src)
+    if pairs is None:
+        return {}
+    return _counts(pairs.group_by("kind").len().sort("kind").collect(), "kind")
+
+
+def overview(src: Sources, lf: pl.LazyFrame) -> dict:
+    """Everything the overview tab shows, over all traces of `src`."""
+    return {
+        "totals": totals(lf),
+        "rows": src.rows,
+        "stages": _run_stages(src.run),
+        "drops": drops(src),
+        "pairs": pair_counts(src),
+        "calibration": calibration(lf),
+        "first_error": first_errors(lf),
+        "length_accuracy": length_accuracy(lf),
+        "labelers": labeler_agreement(lf),
+        "thinking": thinking_agreement(lf),
+    }

@@ -1,0 +1,281 @@
+"""The trace inspector: page size bounds, the stated sampling policy, and the page in a real browser.
+
+The browser test drives Debian's headless Chromium over the DevTools protocol (a websocket on
+localhost; the `websockets` client), opens the page from disk, clicks through it like a reader
+and fails on any console error or uncaught exception. Chromium comes from
+`infra/install-chromium.sh`; a missing browser is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from synthetic_run import write_synthetic_run  # tests/ is on sys.path (pytest rootdir conftest)
+from websockets.sync.client import connect
+
+from stages.configs import ExportConfig, export_configs
+from stages.inspect import build_report, sample
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+    "--remote-debugging-port=0",
+]
+
+
+class Browser:
+    """Headless Chromium with a fresh profile, driven over CDP; collects every error it reports."""
+
+    def __init__(self, profile: Path, timeout: float = 30.0):
+        if not Path(CHROMIUM).exists():
+            pytest.fail(f"{CHROMIUM} not found: run infra/install-chromium.sh (make setup does)")
+        self.timeout, self.errors, self.events, self._id = timeout, [], [], 0
+        port_file = profile / "DevToolsActivePort"
+        cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + timeout
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.close()
+                pytest.fail(f"chromium did not start: {self.proc.stderr.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+        port = port_file.read_text().split("\n")[0].strip()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as resp:
+            page = next(t for t in json.load(resp) if t["type"] == "page")
+        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=timeout)
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable")
+
+    def _event(self, msg: dict) -> None:
+        self.events.append(msg)
+        method, params = msg.get("method"), msg.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            self.errors.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
+        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            self.errors.append(
+                f"console.{params['type']}: {[a.get('value', a.get('description')) for a in params['args']]}"
+            )
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            self.errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
+
+    def send(self, method: str, **params) -> dict:
+        self._id += 1
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=self.timeout))
+            if msg.get("id") == self._id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self._event(msg)
+
+    def wait_for(self, method: str) -> dict:
+        seen = next((e for e in self.events if e.get("method") == method), None)
+        deadline = time.time() + self.timeout
+        while seen is None:
+            msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.time())))
+            self._event(msg)
+            seen = msg if msg.get("method") == method else None
+        self.events.remove(seen)
+        return seen
+
+    def open(self, path: Path) -> None:
+        self.send("Page.navigate", url=path.resolve().as_uri())
+        self.wait_for("Page.loadEventFired")
+
+    def js(self, expression: str):
+        """Evaluate `expression` in the page; its JSON-able value, or the page's exception raised."""
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression!r} threw: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def set_input(self, element_id: str, value: str, event: str) -> None:
+        """Set a form control's value and fire the event a user's edit would."""
+        self.js(
+            f"(() => {{ const e = document.getElementById({json.dumps(element_id)}); e.value = {json.dumps(value)};"
+            f" e.dispatchEvent(new Event({json.dumps(event)})); }})()"
+        )
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        if getattr(self, "ws", None) is not None:
+            self.ws.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return write_synthetic_run(tmp_path_factory.mktemp("inspect") / "run", n_traces=400)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    b = Browser(tmp_path / "profile")
+    yield b
+    b.close()
+
+
+def _check_overview(b: Browser) -> dict:
+    charts = b.js(
+        "[...document.querySelectorAll('#charts figure')].map(f => ({id: f.id, svg: f.querySelectorAll('svg').length,"
+        " marks: f.querySelectorAll('svg .mark').length, nodes: f.querySelectorAll('svg *').length,"
+        " w: f.querySelector('svg') ? f.querySelector('svg').getBoundingClientRect().width : 0}))"
+    )
+    ids = {c["id"] for c in charts}
+    assert ids == {"chart-calibration", "chart-first-error", "chart-length", "chart-labelers", "chart-thinking"}
+    for c in charts:
+        assert c["svg"] == 1 and c["nodes"] > 10 and c["w"] > 100, c
+    assert b.js("document.querySelectorAll('#stage-table tr').length") > 1
+    return {c["id"]: c["marks"] for c in charts}
+
+
+def test_page_in_browser(synthetic, tmp_path, browser):
+    report = build_report(synthetic, tmp_path / "report.html")
+    b = browser
+    b.open(report.path)
+    assert "showing 400 of 400 traces" in b.js("document.getElementById('statement').textContent")
+    marks = _check_overview(b)
+    assert all(n > 0 for n in marks.values()), marks
+    assert b.js("document.querySelectorAll('#drop-table td').length") > 4
+    shot = b.screenshot(ARTIFACTS / "inspect-overview.png")
+
+    b.js("document.querySelector('nav a[data-tab=traces]').click()")
+    b.wait_for("Page.navigatedWithinDocument")
+    assert b.js("!document.getElementById('tab-traces').hidden && document.querySelectorAll('#trace .step').length > 0")
+
+    b.set_input("filter", "misaligned", "change")
+    listed = b.js("[...document.querySelectorAll('#trace-list li')].map(li => li.textContent)")
+    assert listed and all("misaligned" in t for t in listed)
+    b.js("document.querySelector('#trace-list li').click()")
+    b.wait_for("Page.navigatedWithinDocument")
+    view = b.js(
+        "({pid: document.querySelector('#trace h2').textContent,"
+        " misaligned: document.querySelectorAll('.answers .misaligned').length,"
+        " steps: [...document.querySelectorAll('#trace .step')]"
+        "   .map(s => [s.dataset.conf, getComputedStyle(s).backgroundColor]),"
+        " chips: document.querySelectorAll('#trace .step .labels .chip').length})"
+    )
+    assert view["misaligned"] == 2, view
+    colours = {bg for _, bg in view["steps"]}
+    assert view["steps"] and all(conf != "" for conf, _ in view["steps"])
+    assert all(bg not in ("rgba(0, 0, 0, 0)", "transparent", "") for bg in colours) and len(colours) > 1, colours
+    assert view["chips"] >= 4 * len(view["steps"])  # symbolic, mc, judge and consensus per step
+
+    b.set_input("filter", "disagreement", "change")
+    b.js("document.querySelector('#trace-list li').click()")
+    b.wait_for("Page.navigatedWithinDocument")
+    assert "disagree" in b.js("document.querySelector('#trace h3').textContent")
+
+    b.set_input("filter", "rationalized", "change")
+    b.js("document.querySelector('#trace-list li').click()")
+    b.wait_for("Page.navigatedWithinDocument")
+    assert b.js("document.querySelectorAll('#trace .step.first-error').length") == 1
+
+    pid = view["pid"].split()[1]
+    b.set_input("search", pid, "input")
+    found = b.js("[...document.querySelectorAll('#trace-list li code')].map(c => c.textContent)")
+    assert found and all(p == pid for p in found)
+    assert b.js("document.querySelectorAll('#trace .pairs tr').length") > 1  # every synthetic trace is in a pair
+    shot = b.screenshot(ARTIFACTS / "inspect-trace.png")
+    print(f"screenshots: {shot.parent}")
+    assert shot.stat().st_size > 10_000
+    assert not b.errors, b.errors
+
+
+def test_demo_page_size_and_selection(synthetic, tmp_path):
+    report = build_report(synthetic, tmp_path / "all.html")
+    assert report.shown == report.total == 400 and report.bytes < 5_000_000
+    small = build_report(synthetic, tmp_path / "small.html", max_traces=40, seed=3)
+    assert small.shown == 40 and small.total == 400
+    assert "showing 40 of 400 traces" in small.statement
+    assert "at most 5 per filter" in small.statement and "sha256('3:' + trace_id)" in small.statement
+    again = build_report(synthetic, tmp_path / "again.html", max_traces=40, seed=3)
+    ids = lambda p: re.findall(r'"id":"(t\d+)"', p.read_text())  # noqa: E731
+    assert ids(small.path) == ids(again.path)  # deterministic
+    flagged = re.findall(r'"flags":\[([^\]]*)\]', small.path.read_text())
+    assert sum(1 for f in flagged if f) >= 20  # the filter quotas come first (4 filters x 5)
+
+
+def test_100k_trace_page_stays_small(tmp_path):
+    start = time.perf_counter()
+    root = write_synthetic_run(tmp_path / "big", n_traces=100_000)
+    report = build_report(root, tmp_path / "big.html")
+    seconds = time.perf_counter() - start
+    print(f"100k traces: page {report.bytes / 1e6:.2f} MB, generation + build {seconds:.1f}s (build {report.seconds}s)")
+    assert report.bytes < 25_000_000
+    assert report.total == 100_000 and report.shown == 2000
+    assert report.statement.startswith("showing 2,000 of 100,000 traces; policy: traces matching each filter first")
+    assert "overview statistics over all 100,000 traces" in report.statement
+    page = report.path.read_text()
+    assert '"traces":100000' in page  # the overview counts every trace, not the sample
+    assert seconds < 60
+
+
+def test_long_texts_stay_within_the_byte_budget(tmp_path, monkeypatch):
+    root = write_synthetic_run(tmp_path / "long", n_traces=3000, step_repeat=40)  # ~2.5 KB per step
+    report = build_report(root, tmp_path / "long.html")
+    assert report.shown == 2000 and report.bytes < 25_000_000
+    monkeypatch.setattr(sample, "MAX_BYTES", 2_000_000)  # a tight budget cuts the end of the selection
+    tight = build_report(root, tmp_path / "tight.html")
+    assert 0 < tight.shown < 2000 and tight.bytes < 2_000_000 + 200_000
+    assert f"the last {2000 - tight.shown:,} selected were left out" in tight.statement
+    assert f"showing {tight.shown:,} of 3,000 traces" in tight.statement
+
+
+def test_published_dataset_folder(synthetic, tmp_path, browser):
+    """A published dataset folder (data/<config>/) shows its traces and dpo pairs."""
+    ds = tmp_path / "dataset"
+    export_configs(synthetic, ExportConfig(), ds / "data")  # the real exporter: data/<config>/<config>.parquet
+    report = build_report(ds, tmp_path / "ds.html")
+    assert report.shown == 400 and "dpo" in report.path.read_text()
+    browser.open(report.path)
+    _check_overview(browser)
+    assert "not available in a published dataset" in browser.js("document.getElementById('meta').textContent")
+    assert not browser.errors, browser.errors
+
+
+@pytest.mark.vllm
+def test_report_on_real_demo_run(demo_run, tmp_path, browser):
+    """The page over the real flow's outputs (shared session fixture): small and error-free."""
+    root = demo_run[0]
+    report = build_report(root, tmp_path / "demo.html")
+    assert report.bytes < 5_000_000 and report.shown == report.total > 0
+    browser.open(report.path)
+    _check_overview(browser)
+    browser.js("location.hash = 'traces'")
+    browser.wait_for("Page.navigatedWithinDocument")
+    assert browser.js("document.querySelectorAll('#trace .step[style*=background]').length") > 0
+    browser.screenshot(ARTIFACTS / "inspect-demo-trace.png")
+    assert not browser.errors, browser.errors
