@@ -11,6 +11,7 @@ when there is work left).
 from __future__ import annotations
 
 import json
+import sys
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 from datasets import Features
 from datatrove.pipeline.base import PipelineStep
+from tqdm import tqdm
 
 from schemas import REJECTS
 from stages.shards import read_table, row_count, shard_paths, to_table, write_table
@@ -76,7 +78,8 @@ class ShardStage(PipelineStep):
         self.setup(rank)
         try:
             tables: dict[Path, pa.Table] = {}
-            for shard, chunk, out in todo:
+            progress = tqdm(todo, desc=f"{self.name} (rank {rank})", unit="chunk", disable=not sys.stderr.isatty())
+            for shard, chunk, out in progress:
                 if shard not in tables:
                     tables = {shard: read_table(shard, self.in_features)}
                 rows = tables[shard].slice(chunk * self.chunk_size, self.chunk_size).to_pylist()

@@ -1,7 +1,8 @@
 """Write throughput of the publishing shard writer against a plain `pyarrow.parquet.write_table`.
 
 `write_config_shards` does more than a plain write (cast, stable sort, zstd, page index,
-content-defined chunking, sized row groups and shards), so this measures what that costs on a
+content-defined chunking, sized row groups and shards) and writes its shards in parallel (one
+thread per core; the plain writer is one `write_table` call), so this measures the net on a
 ~200 MB `traces`-config table held in memory. The writers run on the same table, alternating,
 repeated, in one process; the median of the per-round publish/plain ratios is reported (goal:
 >= 0.8). Two intermediate writers (`zstd`, `zstd+cdc`: a plain write with one option each) show

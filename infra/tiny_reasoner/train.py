@@ -167,6 +167,7 @@ def train(
     init: Path | None = None,
     judge_share: float = JUDGE_SHARE,
     finetune: bool = False,
+    max_steps: int | None = None,
 ) -> dict:
     """From scratch: save the student and teacher snapshots at their targets. `finetune`: continue
     `init` for `minutes` (e.g. judge-heavy) and save the result as the teacher."""
@@ -204,7 +205,7 @@ def train(
     data = examples(seed, cfg["judge_share"], batch)
     start, step, history = time.time(), 0, []
     est_steps = 4000
-    while time.time() - start < budget:
+    while time.time() - start < budget and (max_steps is None or step < max_steps):
         x, y, mask = encode_batch(tok, next(data))
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
@@ -268,7 +269,10 @@ if __name__ == "__main__":
     ap.add_argument("--init", type=Path, help="continue from this checkpoint instead of from scratch")
     ap.add_argument("--judge-share", type=float, default=JUDGE_SHARE, help="share of batches on the judge task")
     ap.add_argument("--finetune", action="store_true", help="train --init for --minutes, save as the teacher")
+    ap.add_argument("--max-steps", type=int, help="stop after this many steps (a budget independent of machine load)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = train(args.out, args.seed, args.minutes, args.batch, args.lr, args.init, args.judge_share, args.finetune)
+    result = train(
+        args.out, args.seed, args.minutes, args.batch, args.lr, args.init, args.judge_share, args.finetune, args.max_steps
+    )
     print(json.dumps(result))

@@ -19,7 +19,7 @@ from schemas import CONFIGS
 from stages.publish.card import render_card
 from stages.publish.figures import write_figures
 from stages.publish.hub import publish_hub, publish_local
-from stages.publish.shards import ShardInfo, write_config_shards
+from stages.publish.shards import MAX_SHARD_BYTES, ROW_GROUP_BYTES, ShardInfo, write_config_shards
 
 # What the figures and the card's label statistics read from `traces` (step text and per-token arrays are skipped).
 STATS_COLUMNS = [f"steps.list.element.{f}" for f in ("mean_logprob", "label", "symbolic")] + [
@@ -43,8 +43,8 @@ class PublishConfig(BaseModel):
     revision: str | None = None  # branch to commit to (default main)
     tag: str | None = None  # explicit tag; default: the next v<N>
     default_config: str = "dpo"
-    max_shard_bytes: int = Field(500_000_000, gt=0)
-    row_group_bytes: int = Field(100_000_000, gt=0)
+    max_shard_bytes: int = Field(MAX_SHARD_BYTES, gt=0)
+    row_group_bytes: int = Field(ROW_GROUP_BYTES, gt=0)
 
 
 def _summary(shards: list[ShardInfo]) -> dict:
