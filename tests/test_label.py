@@ -83,3 +83,17 @@ def test_rollouts_hit_the_prefix_cache_and_binary_search_spends_less(labeled, te
     for b, t in zip(binary, wrong):
         visited = [v for v in b.step_values if v is not None]
         assert 0 < len(visited) <= math.ceil(math.log2(len(t["steps"]) + 1))
+
+
+def test_binary_search_covers_a_right_trace_only_before_its_last_reflection():
+    labeler = MonteCarloLabeler(None, RolloutConfig(strategy="binary_search"))  # type: ignore[arg-type]
+
+    def trace(final: str, *steps: str) -> dict:
+        return {"gold_answer": "8", "final_answer": final, "steps": [{"text": s} for s in steps]}
+
+    fixed = trace("8", "14 - 6 = 9", "Wait, 14 - 6 = 8, not 9.", "So the answer is 8.")
+    clean = trace("8", "14 - 6 = 8", "So the answer is 8.")
+    wrong = trace("9", "14 - 6 = 9", "So the answer is 9.")
+    assert labeler._search_limit(fixed) == 1  # the slip before the correction is searched
+    assert labeler._search_limit(clean) == 0  # a right trace that never reflects costs nothing
+    assert labeler._search_limit(wrong) == 2

@@ -39,21 +39,17 @@ from stages.problems.arithmetic import (
 # less-trained student is in a real run). Training stops at the teacher target or the budget.
 MODEL = dict(hidden=192, layers=4, heads=3, inter=512)
 JUDGE_SHARE = 0.25
-SLIP_RATE = 0.45  # per operation, in judge tasks
 TARGETS = {"student": 0.30, "teacher": 0.66}
 MINUTES = 28
 HERE = Path(__file__).parent
 BOXED = re.compile(r"\\boxed\{(-?\d+)\}")
 
 
-def judge_example(problem: ArithmeticProblem, rng: random.Random, slip_rate: float = SLIP_RATE) -> tuple[str, str]:
-    """A judge task: indexed steps, each operation slipping with probability `slip_rate` until
-    the first slip (carried forward). The target restates each step's claim and judges it, up to
-    the earliest wrong step: the verdict sits where, in a generated trace, the model decides
-    between going on (", now") and correcting a slip ("Wait, ..."), so it reuses that skill.
-    Dense slips keep "ok" from being the cheap answer."""
+def judge_example(problem: ArithmeticProblem, rng: random.Random) -> tuple[str, str]:
+    """A judge task: numbered steps with at most one uncorrected slip; the target thinks
+    through each step (recomputing claims) up to the earliest wrong one."""
     n_ops = len(solution_steps(problem.tree))
-    slip_at = next((i for i in range(n_ops) if rng.random() < slip_rate), None)
+    slip_at = rng.randrange(n_ops) if rng.random() < 0.5 else None
     steps = trace_paragraphs(problem, rng, p_check=0.1, p_fix=0.05, slip_at=slip_at)
     truth = step_truth(problem.tree, steps)
     bad = first_error(truth)
@@ -62,11 +58,11 @@ def judge_example(problem: ArithmeticProblem, rng: random.Random, slip_rate: flo
         claim = CLAIM_RE.search(text)
         verdict = "ok" if truth[i] else "wrong"
         if claim:
-            a, op, b, c = claim.groups()
-            lines.append(f"[{i}] {a} {op} {b} = {c}; {a} {op} {b} = {apply(op, int(a), int(b))} {verdict}")
+            a, op, b, _ = claim.groups()
+            lines.append(f"[{i}] {a} {op} {b} = {apply(op, int(a), int(b))} {verdict}")
         else:
             lines.append(f"[{i}] {verdict}")
-    target = "<think>\n" + "\n".join(lines) + f"\n</think>\n\n\\boxed{{{bad}}}"
+    target = "<think>\n" + "\n\n".join(lines) + f"\n</think>\n\n\\boxed{{{bad}}}"
     return judge_prompt(problem.text, steps, template="compact"), target
 
 
@@ -273,6 +269,14 @@ if __name__ == "__main__":
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     result = train(
-        args.out, args.seed, args.minutes, args.batch, args.lr, args.init, args.judge_share, args.finetune, args.max_steps
+        args.out,
+        args.seed,
+        args.minutes,
+        args.batch,
+        args.lr,
+        args.init,
+        args.judge_share,
+        args.finetune,
+        max_steps=args.max_steps,
     )
     print(json.dumps(result))

@@ -5,11 +5,14 @@ engine layer (vLLM's prefix caching makes the shared prefixes cheap); the MC val
 the fraction that reach the gold answer. `per_step` estimates every step (k·S rollouts);
 `binary_search` finds the first step whose MC value is 0, assuming a prefix with MC > 0 is
 correct so far (k·log S rollouts), and spends nothing on a trace whose own final answer is
-right: the trace itself is a successful rollout from each of its prefixes.
+right and that never reflects: the trace itself is a successful rollout from each of its
+prefixes. A right trace that reflects ("Wait, ...") is searched before its last reflection,
+where a self-corrected slip hides behind the right answer.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -28,7 +31,9 @@ class RolloutConfig(BaseModel):
     temperature: float = 1.0
     seed: int = 0
     verifier: str = "math"
-    trust_correct_traces: bool = True  # binary search: a correct trace needs no rollouts
+    trust_correct_traces: bool = True  # binary search: a correct trace needs no rollouts...
+    # ...except before its last reflection step ("Wait, ..."), where a slip may have been fixed
+    reflection_pattern: str = r"^\W*(wait|hmm|hold on|actually|but wait)\b"
 
 
 def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bool:
@@ -78,14 +83,23 @@ class MonteCarloLabeler:
             labels.append(TraceLabel(first, labels_from_first_error(first, len(mc)), mc, sum(n for _, n in got)))
         return labels
 
+    def _search_limit(self, trace: dict) -> int:
+        """Steps that binary search covers: all of a trace with a wrong final answer; of a trace
+        whose final answer verifies, only those before its last reflection step (a self-corrected
+        slip is a wrong step that a right answer hides); none when it never reflects."""
+        n = len(trace["steps"])
+        if not self.cfg.trust_correct_traces or not verify_answer(
+            trace["gold_answer"], trace["final_answer"], self.cfg.verifier
+        ):
+            return n
+        pattern = re.compile(self.cfg.reflection_pattern, re.IGNORECASE)
+        return max((i for i, s in enumerate(trace["steps"]) if pattern.search(s["text"])), default=0)
+
     def _binary_search(self, traces: list[dict]) -> list[TraceLabel]:
-        state = []  # per trace: [lo, hi, values, tokens]
-        for t in traces:
-            n = len(t["steps"])
-            trusted = self.cfg.trust_correct_traces and bool(
-                verify_answer(t["gold_answer"], t["final_answer"], self.cfg.verifier)
-            )
-            state.append([n, n, [None] * n, 0] if trusted else [0, n, [None] * n, 0])
+        state = []  # per trace: [lo, hi, values, tokens]; the first error is searched in [lo, hi)
+        limits = [self._search_limit(t) for t in traces]
+        for t, limit in zip(traces, limits):
+            state.append([0, limit, [None] * len(t["steps"]), 0])
         while True:
             active = [(j, (s[0] + s[1]) // 2) for j, s in enumerate(state) if s[0] < s[1]]
             if not active:
@@ -98,7 +112,7 @@ class MonteCarloLabeler:
                 else:
                     s[1] = mid
         labels = []
-        for t, (lo, _, values, tokens) in zip(traces, state):
-            first = lo if lo < len(t["steps"]) else -1
+        for (lo, _, values, tokens), limit in zip(state, limits):
+            first = lo if lo < limit else -1
             labels.append(TraceLabel(first, labels_from_first_error(first, len(values)), values, tokens))
         return labels
