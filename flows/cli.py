@@ -74,6 +74,11 @@ def _bench(args: argparse.Namespace) -> int:
         from flows.bench.generate import main as bench_generate
 
         bench_generate(repeats=args.repeats)
+    elif args.what == "reliability":
+        from flows.bench.reliability import main as bench_reliability
+
+        sizes = [int(x) for x in args.load_sizes.split(",") if x.strip()]
+        bench_reliability(traces=args.traces, kills=args.kills, load_sizes=sizes)
     elif args.what == "label":
         from flows.bench.label import main as bench_label
 
@@ -109,8 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
-    bench.add_argument("what", choices=["generate", "label", "publish"])
+    bench.add_argument("what", choices=["generate", "label", "publish", "reliability"])
     bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--traces", type=int, default=60_000, help="reliability: synthetic traces for the kill runs")
+    bench.add_argument("--kills", type=int, default=5, help="reliability: SIGKILLs per stage")
+    bench.add_argument(
+        "--load-sizes", default="100000,1000000", help="reliability: load-run corpus sizes ('' to skip the load run)"
+    )
     bench.set_defaults(func=_bench)
 
     ins = sub.add_parser("inspect", help="write a self-contained HTML trace inspector for a run or dataset folder")

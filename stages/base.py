@@ -3,7 +3,9 @@
 A stage reads validated Parquet shards, processes them in fixed chunks and writes one output
 shard per chunk, atomically, named after its input shard and chunk index. A chunk whose output
 exists is finished work: a killed worker loses at most the chunk it was on, and a re-run never
-duplicates a row. Rows the stage refuses go to a `rejects` shard with a reason code. Subclasses
+duplicates a row. Rows the stage refuses go to a `rejects` shard with a reason code. A corrupt
+input shard does not stop the rest: every readable chunk is done first, then the stage fails
+naming each corrupt shard's path (fix or remove it, re-run, and only its chunks run). Subclasses
 implement one hook, `process_chunk`, and optionally `setup` (e.g. start an engine, lazily, only
 when there is work left).
 """
@@ -19,9 +21,11 @@ from typing import Any
 import pyarrow as pa
 from datasets import Features
 from datatrove.pipeline.base import PipelineStep
+from loguru import logger
 from tqdm import tqdm
 
-from schemas import REJECTS
+from schemas import REJECTS, SchemaError
+from stages.engine import close_shared_engines, in_worker_process
 from stages.shards import read_table, row_count, shard_paths, to_table, write_table
 
 MAX_PAYLOAD = 4096
@@ -52,37 +56,59 @@ class ShardStage(PipelineStep):
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         """Turn input rows into (output rows, reject rows)."""
 
-    def chunks(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
-        """(input shard, chunk index, output path) of every chunk of this rank."""
-        out = []
+    def plan(self, world_size: int = 1, rank: int = 0) -> tuple[list[tuple[Path, int, Path]], dict[Path, str]]:
+        """(input shard, chunk index, output path) of every chunk of this rank, and the rank's
+        input shards whose Parquet footer is unreadable (path -> error)."""
+        out, corrupt = [], {}
         for shard in shard_paths(self.input_dir)[rank::world_size]:
-            n_rows = row_count(shard)
+            try:
+                n_rows = row_count(shard)
+            except SchemaError as exc:
+                corrupt[shard] = str(exc)
+                logger.error(f"{self.name}: skipping corrupt input shard: {exc}")
+                continue
             out += [
                 (shard, chunk, self.output_dir / f"{shard.stem}-{chunk:05d}.parquet")
                 for chunk in range(max(1, -(-n_rows // self.chunk_size)))
             ]
-        return out
+        return out, corrupt
+
+    def chunks(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
+        return self.plan(world_size, rank)[0]
 
     def pending(self, world_size: int = 1, rank: int = 0) -> list[tuple[Path, int, Path]]:
-        """The chunks of this rank whose output does not exist yet."""
-        return [c for c in self.chunks(world_size, rank) if not c[2].exists()]
+        """The chunks of this rank whose output does not exist yet (a corrupt input shard counts
+        as one pending chunk: its work is not done)."""
+        chunks, corrupt = self.plan(world_size, rank)
+        return [c for c in chunks if not c[2].exists()] + [(s, -1, self.output_dir) for s in corrupt]
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
         """Do this rank's pending chunks now. Returns nothing (datatrove's executor accepts a
         step that yields no documents), so calling `step.run()` directly does the work."""
-        chunks = self.chunks(world_size, rank)
+        chunks, corrupt = self.plan(world_size, rank)
         todo = [c for c in chunks if not c[2].exists()]
         self.stat_update("chunks_skipped", value=len(chunks) - len(todo))
-        if not todo:
-            return
+        if todo:
+            self._run_chunks(todo, rank, corrupt)
+        if corrupt:
+            self.stat_update("corrupt_shards", value=len(corrupt))
+            raise SchemaError(f"{self.name}: {len(corrupt)} corrupt input shard(s): " + "; ".join(corrupt.values()))
+
+    def _run_chunks(self, todo: list[tuple[Path, int, Path]], rank: int, corrupt: dict[Path, str]) -> None:
         self.setup(rank)
         try:
-            tables: dict[Path, pa.Table] = {}
+            tables: dict[Path, pa.Table | None] = {}
             progress = tqdm(todo, desc=f"{self.name} (rank {rank})", unit="chunk", disable=not sys.stderr.isatty())
             for shard, chunk, out in progress:
                 if shard not in tables:
-                    tables = {shard: read_table(shard, self.in_features)}
-                rows = tables[shard].slice(chunk * self.chunk_size, self.chunk_size).to_pylist()
+                    try:
+                        tables = {shard: read_table(shard, self.in_features)}
+                    except SchemaError as exc:  # a bad page: do the other shards, then fail naming it
+                        tables, corrupt[shard] = {shard: None}, str(exc)
+                        logger.error(f"{self.name}: skipping corrupt input shard: {exc}")
+                if (table := tables[shard]) is None:
+                    continue
+                rows = table.slice(chunk * self.chunk_size, self.chunk_size).to_pylist()
                 with self.track_time(unit="chunk"):
                     outputs, rejects = self.process_chunk(rows)
                 self.stat_update("rows_in", value=len(rows))
@@ -94,3 +120,5 @@ class ShardStage(PipelineStep):
                 self.stat_update("chunks_done")
         finally:
             self.teardown()
+            if in_worker_process():
+                close_shared_engines()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas import PROBLEMS, TRACES
 from stages.answers import extract_answer, split_thinking
 from stages.base import ShardStage, reject
-from stages.engine import Engine, EngineConfig, Generation, Sample, SamplingConfig, shared_engine
+from stages.engine import Engine, EngineConfig, EngineUnavailable, Generation, Sample, SamplingConfig, shared_engine
 from stages.segment import SegmentConfig, segment
 
 
@@ -131,14 +131,19 @@ class Generate(ShardStage):
             self.engine = shared_engine(self.cfg.engine)
 
     def _generate(self, prompts: list[str], seeds: list[int]) -> list[Generation]:
-        """One batched call; if the batch fails, isolate the failing prompts one by one."""
+        """One batched call; if the batch fails, isolate the failing prompts one by one. A dead
+        engine is not a bad prompt: `EngineUnavailable` fails the chunk (unwritten, so resumed)."""
         try:
             return self.engine.generate(prompts, self.cfg.sampling, seeds)
-        except Exception:  # noqa: BLE001 - an engine error must not kill the chunk
+        except EngineUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - one bad prompt must not kill the chunk
             out = []
             for p, s in zip(prompts, seeds):
                 try:
                     out += self.engine.generate([p], self.cfg.sampling, [s])
+                except EngineUnavailable:
+                    raise
                 except Exception as exc:  # noqa: BLE001
                     out.append(Generation(p, [], error=f"{type(exc).__name__}: {exc}"[:500]))
             return out

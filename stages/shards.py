@@ -1,11 +1,14 @@
 """Parquet shard I/O shared by every stage: validated on the way in and on the way out.
 
 Writes are atomic (temp file, fsync, rename), so a killed worker never leaves a half-written
-shard that a re-run would mistake for finished work.
+shard that a re-run would mistake for finished work, and a full disk fails the write with a clear
+`DiskFullError` while every finished shard stays intact. Pages carry CRC checksums that reads
+verify: a corrupted shard is reported with its path instead of being read as wrong values.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -16,6 +19,12 @@ import pyarrow.parquet as pq
 from datasets import Features
 
 from schemas import SchemaError, validate
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFullError(OSError):
+    """No room left for a shard. Finished shards are intact; free space and re-run to resume."""
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -32,13 +41,21 @@ def to_table(rows: Iterable[dict], features: Features) -> pa.Table:
 def write_table(table: pa.Table, path: Path, features: Features) -> Path:
     """Validate `table` against `features` and write it atomically to `path` (zstd)."""
     table = validate(table, features, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in _FULL or any(f"[errno {code}]" in str(exc) for code in _FULL):
+            raise DiskFullError(
+                exc.errno or errno.ENOSPC,
+                f"{path}: disk full while writing a shard ({exc.strerror or exc}); finished shards are "
+                "intact: free space and re-run to resume",
+            ) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -47,7 +64,7 @@ def write_table(table: pa.Table, path: Path, features: Features) -> Path:
 def read_table(path: Path, features: Features) -> pa.Table:
     """Read one shard and validate it; a corrupt file raises SchemaError naming its path."""
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(f"{path}: unreadable Parquet ({exc})") from exc
     return validate(table, features, str(path))

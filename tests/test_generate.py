@@ -9,7 +9,7 @@ from datasets import load_dataset
 
 from schemas import PROBLEMS, REJECTS, TRACES
 from stages.answers import extract_answer, split_thinking
-from stages.engine import SamplingConfig
+from stages.engine import EngineUnavailable, SamplingConfig
 from stages.generate import Generate, GenerateConfig
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import read_table, shard_paths, write_table
@@ -150,3 +150,31 @@ def test_bad_problems_are_rejected_with_reasons_and_good_rows_complete(tmp_path,
     traces = read_all(tmp_path / "traces", TRACES)
     assert sorted({t["problem_id"] for t in traces}) == sorted(p["problem_id"] for p in good)
     assert step.stats["rejected_prompt_too_long"].total == 1 and step.stats["rows_out"].total == 12
+
+
+class DyingEngine(FailingEngine):
+    """The real engine until its second call, which finds the engine dead (as vLLM's
+    EngineDeadError is raised once the engine core process is killed)."""
+
+    calls = 0
+
+    def generate(self, prompts, sampling, seeds=None):
+        self.calls += 1
+        if self.calls == 2:
+            raise EngineUnavailable("engine core died")
+        return self._engine.generate(prompts, sampling, seeds)
+
+
+def test_a_dead_engine_fails_the_stage_without_rejecting_rows_and_the_rerun_completes(tmp_path, teacher_engine):
+    write_problems(tmp_path / "problems", demo_problems(6))
+    cfg = config(sampling=SamplingConfig(n=2, max_tokens=120, seed=1), chunk_size=2, store_logprobs=False)
+    step = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=DyingEngine(teacher_engine))
+    with pytest.raises(EngineUnavailable):
+        step.run()
+    assert len(shard_paths(tmp_path / "traces")) == 1  # the chunk in flight is not written...
+    assert not read_all(tmp_path / "traces_rejects", REJECTS)  # ...and its problems are not rejected
+    Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=teacher_engine).run()
+    traces = read_all(tmp_path / "traces", TRACES)
+    ids = [t["trace_id"] for t in traces]
+    assert len(ids) == len(set(ids)) == 12
+    assert {t["problem_id"] for t in traces} == {p["problem_id"] for p in demo_problems(6)}

@@ -5,7 +5,15 @@ process keeps one engine per distinct config: stages that run in the same proces
 executor with one worker, a test session) share it instead of starting their own.
 """
 
-from stages.engine.types import Engine, EngineConfig, Generation, Sample, SamplingConfig, resolve_model
+from stages.engine.types import (
+    Engine,
+    EngineConfig,
+    EngineUnavailable,
+    Generation,
+    Sample,
+    SamplingConfig,
+    resolve_model,
+)
 
 _SHARED: dict[str, Engine] = {}
 
@@ -38,14 +46,32 @@ def close_shared_engines() -> None:
         _SHARED.popitem()[1].close()
 
 
+def in_worker_process() -> bool:
+    """True in an executor's worker process (datatrove's pool uses `multiprocess`, a fork of
+    `multiprocessing`): engines there must be closed when the rank ends, since the pool ends its
+    workers with SIGTERM, which skips every exit hook and would orphan the engine processes."""
+    import multiprocessing
+
+    names = [multiprocessing.current_process().name]
+    try:
+        import multiprocess
+
+        names.append(multiprocess.current_process().name)
+    except ImportError:
+        pass
+    return any(name != "MainProcess" for name in names)
+
+
 __all__ = [
     "Engine",
     "EngineConfig",
+    "EngineUnavailable",
     "Generation",
     "Sample",
     "SamplingConfig",
     "build_engine",
     "close_shared_engines",
+    "in_worker_process",
     "resolve_model",
     "shared_engine",
     "started_engines",

@@ -13,7 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from stages.engine.types import EngineConfig, Generation, Sample, SamplingConfig, offsets_from_pieces, topk_entropy
+from stages.engine.types import (
+    EngineConfig,
+    EngineUnavailable,
+    Generation,
+    Sample,
+    SamplingConfig,
+    offsets_from_pieces,
+    topk_entropy,
+)
 
 
 class OpenAIEngine:
@@ -49,7 +57,15 @@ class OpenAIEngine:
         return None if self.tokenizer is None else len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def _post(self, body: dict) -> dict:
-        r = self.client.post("/completions", json=body)
+        """One request. An unreachable or failing server (transport error, 5xx, 429) raises
+        `EngineUnavailable`: the stage fails and resumes later instead of rejecting good rows;
+        a 4xx answer is about this request and stays a per-request error."""
+        try:
+            r = self.client.post("/completions", json=body)
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"{self.config.base_url}: {type(exc).__name__}: {exc}") from exc
+        if r.status_code >= 500 or r.status_code == 429:
+            raise EngineUnavailable(f"{self.config.base_url}: HTTP {r.status_code}")
         r.raise_for_status()
         return r.json()
 

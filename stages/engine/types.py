@@ -28,6 +28,14 @@ def resolve_model(name: str) -> str:
     return name
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine itself is gone (its process died, its server is unreachable or overloaded).
+
+    Unlike a request the engine refuses, this says nothing about the rows in flight: a stage
+    must fail (its chunk unwritten, so a re-run redoes it) instead of rejecting them.
+    """
+
+
 class EngineConfig(BaseModel):
     """How to reach a model. The tiny reasoner on CPU differs from a production model on GPUs
     only in `model` (and, on CPU, the share of RAM the KV cache may take)."""

@@ -6,12 +6,14 @@ outputs into `Generation`s with per-token logprobs, entropies and char offsets.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from stages.engine.types import (
     EngineConfig,
+    EngineUnavailable,
     Generation,
     Sample,
     SamplingConfig,
@@ -88,11 +90,27 @@ class VLLMEngine:
         params = [
             self.sampling_params(sampling, seed, self.max_model_len - len(ids)) for seed, ids in zip(seeds, token_ids)
         ]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params, use_tqdm=False)
+        outputs = self._call([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params)
         for ids, o in zip(token_ids, outputs):
             self.prompt_tokens += len(ids)
             self.cached_tokens += o.num_cached_tokens or 0
         return [Generation(p, [self._sample(c) for c in o.outputs]) for p, o in zip(prompts, outputs)]
+
+    def _call(self, requests: list, params) -> list:
+        """`LLM.generate`, with a dead engine core (vLLM's `EngineDeadError`: the process crashed
+        or was killed) raised as `EngineUnavailable`, which stages must not turn into rejects."""
+        done = threading.Event()
+        client = getattr(self.llm.llm_engine, "engine_core", None)
+        if hasattr(client, "outputs_queue") and hasattr(client, "resources"):
+            threading.Thread(target=_wake_on_engine_death, args=(client, done), daemon=True).start()
+        try:
+            return self.llm.generate(requests, params, use_tqdm=False)
+        except Exception as exc:
+            if any(k.__name__ == "EngineDeadError" for k in type(exc).__mro__):
+                raise EngineUnavailable(f"{self.name}: vLLM engine core died ({exc})") from exc
+            raise
+        finally:
+            done.set()
 
     def _sample(self, c) -> Sample:
         """Chosen-token logprobs, top-k entropies and char offsets, vectorised over vLLM's flat
@@ -134,7 +152,7 @@ class VLLMEngine:
             reqs.append(TokensPrompt(prompt_token_ids=p_ids + c_ids))
             starts.append(len(p_ids))
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        outs = self._call(reqs, params)
         result = []
         for o, start in zip(outs, starts):
             ids, plp = o.prompt_token_ids, o.prompt_logprobs
@@ -146,7 +164,24 @@ class VLLMEngine:
         return {"queries": self.prompt_tokens, "hits": self.cached_tokens}
 
     def close(self) -> None:
+        """Shut the engine core down now (not whenever garbage collection gets to it): a worker
+        process that exits without this leaves the engine-core process running, orphaned."""
         import gc
 
+        client = getattr(self.llm.llm_engine, "engine_core", None)
+        if client is not None and hasattr(client, "shutdown"):
+            client.shutdown()
         del self.llm
         gc.collect()
+
+
+def _wake_on_engine_death(client, done: threading.Event, every_s: float = 0.5) -> None:
+    """vLLM's sync client notices a dead engine core (its monitor sets `engine_dead`) but its
+    output thread then exits without a word, leaving `LLM.generate` blocked on the output queue
+    forever. Hand that queue the error it should have had, so the call raises instead of hanging."""
+    while not done.wait(every_s):
+        if client.resources.engine_dead:
+            from vllm.v1.engine.exceptions import EngineDeadError
+
+            client.outputs_queue.put_nowait(EngineDeadError())
+            return

@@ -1,0 +1,1 @@
+"""Reliability tooling: synthetic corpora, hostile inputs and fault injection for tests and benches."""

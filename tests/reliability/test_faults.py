@@ -1,0 +1,81 @@
+"""Crash, resume, full disk and corrupted input, on real stages in real child processes.
+
+The reduced form of `thoughtmill bench reliability`: model-free stages (label with the symbolic
+checker and answer verifier, pairs of the trace and fidelity kinds, export and publish) over a
+synthetic corpus built through the generate stage's own trace builder. Each stage runs under
+datatrove's local executor with two workers, as the flow runs it, and is SIGKILLed (the whole
+process group) three times while it works, then resumed and compared with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.reliability.experiments import baseline, can_mount, corrupt_input, disk_full, publish_resume, stage_resume
+from infra.reliability.synthetic import write_synthetic_run
+
+LABEL = {"labelers": ["symbolic"], "fidelity": {"info_gain": False}, "chunk_size": 96}  # 96: whole problems
+PAIRS = {"kinds": ["trace", "fidelity"], "chunk_size": 96}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults")
+    write_synthetic_run(root / "run", 12_000, shard_problems=250)
+    return root
+
+
+def assert_nothing_lost(run) -> None:
+    assert run.rows_compared > 0
+    assert (run.rows_lost, run.duplicates, run.rows_added, run.rows_differing) == (0, 0, 0, 0), run
+    assert not run.notes, run.notes
+
+
+def test_label_killed_three_times_resumes_to_the_uninterrupted_rows(work):
+    run = stage_resume("label", work / "run" / "traces", work, LABEL, kills=3, seed=1)
+    assert run.faults_injected == 3 and run.rows_compared == 12_000
+    assert_nothing_lost(run)
+
+
+def test_pairs_killed_three_times_resumes_to_the_uninterrupted_rows(work):
+    labeled = baseline("label", work / "run" / "traces", work, LABEL)
+    run = stage_resume("pairs", labeled, work, PAIRS, kills=3, seed=2)
+    assert run.faults_injected == 3
+    assert_nothing_lost(run)
+
+
+def test_publish_killed_at_random_times_writes_the_same_bytes(work):
+    labeled = baseline("label", work / "run" / "traces", work, LABEL)
+    pairs = baseline("pairs", labeled, work, PAIRS)
+    run_root = work / "published-run"
+    run_root.mkdir(exist_ok=True)
+    for part, source in (("labeled", labeled), ("pairs", pairs)):
+        if not (run_root / part).exists():
+            (run_root / part).symlink_to(source)
+    run = publish_resume(run_root, work, {}, kills=3, seed=3)
+    assert run.faults_injected >= 1  # a kill that comes after publish finished is not a fault
+    assert_nothing_lost(run)
+
+
+@pytest.mark.skipif(not can_mount(), reason="a size-capped tmpfs needs root (CI's container has it)")
+def test_a_full_disk_fails_with_a_clear_error_keeps_finished_shards_and_resumes(work):
+    result = disk_full("label", work / "run" / "traces", work, LABEL)
+    assert result["failed_cleanly"], result
+    assert "disk full" in result["error"] and "/small-disk/label/" in result["error"]
+    assert 0 < result["shards_valid"] == result["shards_before_full"]
+    assert_nothing_lost(_run(result["resumed"]))
+
+
+def test_corrupted_input_shards_are_named_and_the_rest_is_done(work):
+    result = corrupt_input("label", work / "run" / "traces", work, LABEL)
+    assert result["failed"] and result["paths_named"] == result["paths_corrupted"] == 2
+    assert result["other_shards_done"]
+    assert_nothing_lost(_run(result["resumed"]))
+
+
+def _run(d: dict):
+    from infra.reliability.faults import FaultRun
+
+    return FaultRun(**d)
