@@ -2,8 +2,11 @@
 
 Both sides use the same engine instance (so the same engine settings), the same prompts and the
 same per-request sampling parameters and seeds; runs alternate raw/stage so drift in machine
-load hits both. The stage side is the whole stage: batching, splitting, segmentation, answer
-extraction and atomic Parquet writes. Segmentation + extraction alone is then measured on
+load hits both. The raw side is what a user of `vllm.LLM.generate` writes for those parameters;
+the stage side is the whole stage: batching, detokenizing, splitting, segmentation, answer
+extraction and atomic Parquet writes. A third side, raw vLLM with the stage's own vLLM
+parameters (flat logprobs, detokenization left to the stage), shows what the stage's own work
+costs on top of vLLM's. Segmentation + extraction alone is then measured on
 synthetic R1-length traces (see `flows/bench/segmentation.py`).
 """
 
@@ -24,8 +27,27 @@ from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import write_table
 
 
-def _raw(engine, prompts: list[str], seeds: list[int], sampling: SamplingConfig) -> tuple[int, float]:
-    params = [engine.sampling_params(sampling, seed) for seed in seeds]
+def user_params(sampling: SamplingConfig, seed: int):
+    """What a user of `vllm.LLM.generate` passes for these sampling parameters (vLLM's defaults
+    for everything else, so its per-token detokenization of the top-k alternatives included)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=sampling.n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        max_tokens=sampling.max_tokens,
+        seed=seed,
+        logprobs=sampling.logprobs,
+        stop=sampling.stop or None,
+    )
+
+
+def _raw(engine, prompts: list[str], seeds: list[int], sampling: SamplingConfig, lean: bool = False):
+    """Raw `LLM.generate` tokens and seconds: with a user's parameters, or (`lean`) with the
+    stage's own vLLM parameters (flat logprobs, detokenization left to the stage)."""
+    params = [engine.sampling_params(sampling, seed) if lean else user_params(sampling, seed) for seed in seeds]
     start = time.perf_counter()
     outs = engine.llm.generate(prompts, params, use_tqdm=False)
     seconds = time.perf_counter() - start
@@ -55,11 +77,14 @@ def bench_generate(
         for i in range(repeats):
             raw_tokens, raw_s = _raw(engine, prompts, seeds, sampling)
             stage_tokens, stage_s = _stage(engine, Path(tmp) / "p", Path(tmp) / f"out{i}", cfg)
+            lean_tokens, lean_s = _raw(engine, prompts, seeds, sampling, lean=True)
             runs.append(
                 {
                     "raw_tok_s": raw_tokens / raw_s,
                     "stage_tok_s": stage_tokens / stage_s,
+                    "lean_raw_tok_s": lean_tokens / lean_s,
                     "ratio": (stage_tokens / stage_s) / (raw_tokens / raw_s),
+                    "ratio_vs_lean": (stage_tokens / stage_s) / (lean_tokens / lean_s),
                 }
             )
     engine.close()
@@ -71,6 +96,8 @@ def bench_generate(
         "median_raw_tok_s": statistics.median(r["raw_tok_s"] for r in runs),
         "median_stage_tok_s": statistics.median(r["stage_tok_s"] for r in runs),
         "median_ratio": statistics.median(r["ratio"] for r in runs),
+        "median_lean_raw_tok_s": statistics.median(r["lean_raw_tok_s"] for r in runs),
+        "median_ratio_vs_lean": statistics.median(r["ratio_vs_lean"] for r in runs),
     }
 
 
@@ -79,11 +106,16 @@ def main(repeats: int = 5, traces: tuple[int, int] = (10_000, 100_000)) -> None:
     for i, r in enumerate(g["runs"]):
         print(
             f"run {i}: raw vLLM {r['raw_tok_s']:.0f} tok/s, generate stage {r['stage_tok_s']:.0f} tok/s, "
-            f"ratio {r['ratio']:.3f}"
+            f"ratio {r['ratio']:.3f}; raw vLLM with the stage's own parameters {r['lean_raw_tok_s']:.0f} tok/s"
         )
     print(
         f"generate/raw-vLLM throughput ratio (median of {len(g['runs'])}): {g['median_ratio']:.3f} "
         f"[{g['median_stage_tok_s']:.0f} vs {g['median_raw_tok_s']:.0f} tok/s; {g['problems']} problems x n={g['n']}]"
+    )
+    print(
+        f"generate/raw-vLLM with the stage's own vLLM parameters (flat logprobs, no vLLM detokenization): "
+        f"{g['median_ratio_vs_lean']:.3f} [vs {g['median_lean_raw_tok_s']:.0f} tok/s]: what the stage's own "
+        "work (detokenizing, splitting, segmenting, writing) costs"
     )
     small, large = (bench_segmentation(t) for t in traces)
     for r in (small, large):

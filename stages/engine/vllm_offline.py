@@ -63,7 +63,11 @@ class VLLMEngine:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def sampling_params(self, s: SamplingConfig, seed: int | None = None, room: int | None = None):
-        """vLLM parameters; `room` (context left after the prompt) caps max_tokens."""
+        """vLLM parameters; `room` (context left after the prompt) caps max_tokens.
+
+        Detokenization is left to `_sample` unless stop strings need it: vLLM decodes every top-k
+        alternative of every token one Python call at a time (most of a tiny model's generate
+        time), while a stage needs only the chosen tokens' text, which one batched call gives."""
         from vllm import SamplingParams
 
         return SamplingParams(
@@ -76,6 +80,7 @@ class VLLMEngine:
             logprobs=max(s.logprobs, 1),
             stop=s.stop or None,
             flat_logprobs=True,  # flat lists instead of a dict per token: far less Python work
+            detokenize=bool(s.stop),
         )
 
     def generate(
@@ -114,25 +119,33 @@ class VLLMEngine:
 
     def _sample(self, c) -> Sample:
         """Chosen-token logprobs, top-k entropies and char offsets, vectorised over vLLM's flat
-        logprobs: per position, the sampled token then the top-k (k+1 entries each)."""
+        logprobs: per position, the sampled token then the top-k (k+1 entries each). Without
+        vLLM's detokenization, the text and each chosen token's piece come from two batched
+        tokenizer calls."""
         ids = list(c.token_ids)
         flat = c.logprobs
+        text, pieces = c.text, None
+        if not text and ids:
+            plain = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}  # as vLLM's detokenizer
+            text = self.tokenizer.decode(ids, **plain)
+            pieces = self.tokenizer.batch_decode([[i] for i in ids], **plain)
         width = len(flat.logprobs) // max(len(ids), 1) if flat is not None else 0
         if not ids or width < 2 or len(flat.logprobs) != width * len(ids):
-            return Sample(c.text, ids, c.finish_reason or "stop", offsets=self._offsets(ids, None, c.text))
+            return Sample(text, ids, c.finish_reason or "stop", offsets=self._offsets(ids, pieces, text))
         vals = np.asarray(flat.logprobs, dtype=np.float64).reshape(len(ids), width)
         top = vals[:, 1:]
         p = np.exp(top - top.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         entropy = -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
-        pieces = [t or "" for t in flat.decoded_tokens[::width]]
+        if pieces is None:
+            pieces = [t or "" for t in flat.decoded_tokens[::width]]
         return Sample(
-            c.text,
+            text,
             ids,
             c.finish_reason or "stop",
             vals[:, 0].tolist(),
             entropy.tolist(),
-            self._offsets(ids, pieces, c.text),
+            self._offsets(ids, pieces, text),
         )
 
     def _offsets(self, ids: list[int], pieces: list[str] | None, text: str) -> list[int]:
