@@ -35,6 +35,7 @@ from stages.label.stage import Label
 from stages.pairs.stage import Pairs
 from stages.problems.shards import write_problem_shards
 from stages.publish.stage import publish
+from stages.secrets import scrub
 from stages.shards import shard_paths
 
 # Each model stage: (input folder, output folder, step class, recipe section).
@@ -160,7 +161,7 @@ def curate(recipe: Recipe | str = "demo", out: str | None = None, overrides: dic
         raise ValueError("overrides apply to a recipe given by name or path, not to a Recipe object")
     root = Path(out or f"out/{recipe.name}").resolve()
     root.mkdir(parents=True, exist_ok=True)
-    (root / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+    (root / "recipe.json").write_text(scrub(recipe.model_dump_json(indent=2)))
     prints = fingerprints(recipe)
     summary: dict = {"recipe": recipe.name, "out": str(root), "fingerprints": prints, "stages": {}}
     summary["stages"]["problems"] = problems_task(recipe, root, prints["problems"])
@@ -169,8 +170,8 @@ def curate(recipe: Recipe | str = "demo", out: str | None = None, overrides: dic
         logger.info("%s: %s", name, summary["stages"][name])
     summary["published"] = publish_task(recipe, root, summary)
     summary["report"] = str(root / "report.html")
-    (root / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
     build_report(root, root / "report.html")  # the trace inspector reads run.json: after it
     key = re.sub(r"[^a-z0-9-]+", "-", f"curate-{recipe.name}".lower())  # Prefect's artifact key alphabet
-    create_markdown_artifact(summary_markdown(summary), key=key, description="run summary")
+    create_markdown_artifact(scrub(summary_markdown(summary)), key=key, description="run summary")
     return summary

@@ -10,7 +10,6 @@ data re-publishes byte-identically, and anything shaped like a Hub token is scru
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -26,8 +25,8 @@ from huggingface_hub import DatasetCardData
 
 from stages.publish.figures import FIGURES
 from stages.publish.shards import SPLIT, ShardInfo
+from stages.secrets import scrub
 
-TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{20,}")
 REPO_PLACEHOLDER = "org/name"
 
 CONFIG_DOCS = {
@@ -64,11 +63,6 @@ tokenizer = AutoTokenizer.from_pretrained(model_id)
 model = AutoModelForTokenClassification.from_pretrained(model_id, num_labels=2)
 PRMTrainer(model=model, args=PRMConfig(output_dir="prm"), processing_class=tokenizer, train_dataset=prm).train()
 ```"""
-
-
-def scrub(text: str) -> str:
-    """Replace anything shaped like a Hugging Face token."""
-    return TOKEN_RE.sub("hf_***", text)
 
 
 def code_version(meta: dict) -> str:

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
-from stages.publish.card import scrub
+from stages.secrets import scrub
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

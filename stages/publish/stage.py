@@ -13,9 +13,10 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas import CONFIGS
+from stages.paths import inside_root, relative_path
 from stages.publish.card import render_card
 from stages.publish.figures import write_figures
 from stages.publish.hub import publish_hub, publish_local
@@ -45,6 +46,11 @@ class PublishConfig(BaseModel):
     default_config: str = "dpo"
     max_shard_bytes: int = Field(MAX_SHARD_BYTES, gt=0)
     row_group_bytes: int = Field(ROW_GROUP_BYTES, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _inside_output_root(cls, value: str) -> str:
+        return relative_path(value, "publish.path")
 
 
 def _summary(shards: list[ShardInfo]) -> dict:
@@ -105,7 +111,7 @@ def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_roo
     """Publish the configs in `inputs` (config name -> shard folder, file or table) to `cfg`'s target."""
     if cfg.target == "hub" and not cfg.repo_id:
         raise ValueError("publish target 'hub' needs repo_id")
-    dest = Path(out_root) / cfg.path
+    dest = inside_root(Path(out_root), cfg.path, "publish.path")
     configs = publish_local(lambda folder: build(folder, inputs, metadata, cfg), dest)
     result = {"target": cfg.target, "path": str(dest.resolve()), "configs": configs}
     if cfg.target == "hub":
