@@ -55,7 +55,7 @@ def likelihoods(engine: Engine, traces: list[dict], cfg: FrontierConfig) -> list
         prompts += [engine.chat_prompt(cfg.prompt_template.format(problem=t["problem"])), empty]
         conts += [t["completion"], t["completion"]]
     scores = engine.score(prompts, conts) if prompts else []
-    nll = [-sum(s) / max(len(s), 1) for s in scores]
+    nll = [math.nan if s is None else -sum(s) / max(len(s), 1) for s in scores]  # nan: over the context
     return list(zip(nll[0::2], nll[1::2]))
 
 
@@ -89,7 +89,8 @@ class Frontier(ShardStage):
         out = []
         for t, (nll, nll_q0) in zip(rows, likelihoods(self.engine, rows, self.cfg)):
             ifd = math.exp(nll - nll_q0)
-            reason = decide(rates[t["problem_id"]], ifd, self.cfg)
+            unscored = math.isnan(nll) or math.isnan(nll_q0)
+            reason = "too_long_for_student" if unscored else decide(rates[t["problem_id"]], ifd, self.cfg)
             self.stat_update(f"dropped_{reason}" if reason else "kept")
             out.append(
                 {

@@ -114,7 +114,7 @@ class Engine(Protocol):
         reproducible whatever it is batched with, so a resumed run regenerates the same traces."""
         ...
 
-    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float] | None]:
         """Per-token logprobs of each continuation given its prompt (teacher forcing)."""
         ...
 

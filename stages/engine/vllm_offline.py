@@ -87,19 +87,25 @@ class VLLMEngine:
         self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int] | None = None
     ) -> list[Generation]:
         """Prompts are tokenized once here and handed to vLLM as token ids (no second pass
-        inside vLLM); each request's max_tokens is capped by the context left after it."""
+        inside vLLM); each request's max_tokens is capped by the context left after it. A prompt
+        that leaves no room is answered with an error `Generation` (one over-long judge or
+        rollout prompt must not fail the batch it is in)."""
         from vllm.inputs import TokensPrompt
 
         seeds = list(seeds) if seeds else [None] * len(prompts)
         token_ids = self.tokenizer(list(prompts), add_special_tokens=False).input_ids
-        params = [
-            self.sampling_params(sampling, seed, self.max_model_len - len(ids)) for seed, ids in zip(seeds, token_ids)
+        fits = [i for i, ids in enumerate(token_ids) if len(ids) < self.max_model_len]
+        params = [self.sampling_params(sampling, seeds[i], self.max_model_len - len(token_ids[i])) for i in fits]
+        outputs = self._call([TokensPrompt(prompt_token_ids=token_ids[i]) for i in fits], params) if fits else []
+        result = [
+            Generation(p, [], error=f"prompt_too_long: {len(ids)} tokens, context {self.max_model_len}")
+            for p, ids in zip(prompts, token_ids)
         ]
-        outputs = self._call([TokensPrompt(prompt_token_ids=ids) for ids in token_ids], params)
-        for ids, o in zip(token_ids, outputs):
-            self.prompt_tokens += len(ids)
+        for i, o in zip(fits, outputs):
+            self.prompt_tokens += len(token_ids[i])
             self.cached_tokens += o.num_cached_tokens or 0
-        return [Generation(p, [self._sample(c) for c in o.outputs]) for p, o in zip(prompts, outputs)]
+            result[i] = Generation(prompts[i], [self._sample(c) for c in o.outputs])
+        return result
 
     def _call(self, requests: list, params) -> list:
         """`LLM.generate`, with a dead engine core (vLLM's `EngineDeadError`: the process crashed
@@ -154,22 +160,27 @@ class VLLMEngine:
             offsets = [len(self.tokenizer.decode(ids[:i], skip_special_tokens=True)) for i in range(len(ids))]
         return offsets
 
-    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float] | None]:
+        """Logprobs of each continuation's tokens after its prompt; None where the pair does not
+        fit in the context (it cannot be scored, and must not fail the others)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        reqs, starts = [], []
-        for p, c in zip(prompts, continuations):
+        reqs, starts, fits = [], [], []
+        for j, (p, c) in enumerate(zip(prompts, continuations)):
             p_ids = self.tokenizer(p, add_special_tokens=False).input_ids
             c_ids = self.tokenizer(c, add_special_tokens=False).input_ids
+            if len(p_ids) + len(c_ids) >= self.max_model_len:
+                continue
             reqs.append(TokensPrompt(prompt_token_ids=p_ids + c_ids))
             starts.append(len(p_ids))
+            fits.append(j)
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-        outs = self._call(reqs, params)
-        result = []
-        for o, start in zip(outs, starts):
+        outs = self._call(reqs, params) if reqs else []
+        result: list[list[float] | None] = [None] * len(prompts)
+        for j, o, start in zip(fits, outs, starts):
             ids, plp = o.prompt_token_ids, o.prompt_logprobs
-            result.append([plp[i][ids[i]].logprob for i in range(start, len(ids))])
+            result[j] = [plp[i][ids[i]].logprob for i in range(start, len(ids))]
         return result
 
     def cache_stats(self) -> dict[str, int]:

@@ -59,9 +59,9 @@ def information_gain(engine: Engine, traces: list[dict], cfg: FidelityConfig) ->
         for i in range(-1, len(t["steps"])):
             prompts.append(step_prefix(t, i) + cfg.answer_prefix)
             conts.append(f"{t['gold_answer']}{cfg.answer_suffix}")
-    scores = [sum(lps) for lps in engine.score(prompts, conts)] if prompts else []
+    scores = [None if lps is None else sum(lps) for lps in engine.score(prompts, conts)] if prompts else []
     out = []
-    for start, n in spans:
+    for start, n in spans:  # a prefix too long to score leaves its steps' gains unknown
         s = scores[start : start + n]
-        out.append([s[i + 1] - s[i] for i in range(n - 1)])
+        out.append([None if s[i] is None or s[i + 1] is None else s[i + 1] - s[i] for i in range(n - 1)])
     return out

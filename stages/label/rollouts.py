@@ -43,9 +43,10 @@ def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bo
     return bool(verify_answer(trace["gold_answer"], extract_answer(parts.answer) if parts.closed else None, verifier))
 
 
-def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]]) -> list[tuple[float, int]]:
+def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]]) -> list[tuple[float | None, int]]:
     """(MC value, tokens generated) of each (trace, prefix text): k completions of the prefix,
-    the fraction whose answer verifies against the trace's gold answer. One engine call."""
+    the fraction whose answer verifies against the trace's gold answer; None when the engine
+    could not complete it (e.g. a prefix longer than the context). One engine call."""
     if not items:
         return []
     sampling = SamplingConfig(
@@ -53,8 +54,11 @@ def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, s
     )
     out = []
     for (trace, prefix), gen in zip(items, engine.generate([p for _, p in items], sampling)):
+        if gen.error or not gen.samples:
+            out.append((None, 0))
+            continue
         hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for s in gen.samples)
-        out.append((hits / max(len(gen.samples), 1), sum(len(s.offsets) for s in gen.samples)))
+        out.append((hits / len(gen.samples), sum(len(s.offsets) for s in gen.samples)))
     return out
 
 
@@ -80,6 +84,9 @@ class MonteCarloLabeler:
             got = [next(values) for _ in t["steps"]]
             mc = [v for v, _ in got]
             first = next((i for i, v in enumerate(mc) if v == 0), -1)
+            if None in mc[: first if first >= 0 else len(mc)]:  # a step before the first error was not rolled out
+                labels.append(TraceLabel(None, [None] * len(mc), mc, sum(n for _, n in got), note="rollout_error"))
+                continue
             labels.append(TraceLabel(first, labels_from_first_error(first, len(mc)), mc, sum(n for _, n in got)))
         return labels
 
@@ -107,12 +114,17 @@ class MonteCarloLabeler:
             for (j, mid), (value, tokens) in zip(active, self._values([(traces[j], mid) for j, mid in active])):
                 s = state[j]
                 s[2][mid], s[3] = value, s[3] + tokens
-                if value > 0:
+                if value is None:  # cannot roll out from here: no verdict for this trace
+                    s[0], s[1] = -1, -1
+                elif value > 0:
                     s[0] = mid + 1
                 else:
                     s[1] = mid
         labels = []
         for (lo, _, values, tokens), limit in zip(state, limits):
+            if lo < 0:
+                labels.append(TraceLabel(None, [None] * len(values), values, tokens, note="rollout_error"))
+                continue
             first = lo if lo < limit else -1
             labels.append(TraceLabel(first, labels_from_first_error(first, len(values)), values, tokens))
         return labels
