@@ -10,6 +10,7 @@ of failing the batch.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +42,12 @@ def problem_seed(problem_id: str, seed: int | None) -> int:
     return int(hashlib.sha256(f"{seed}\x00{problem_id}".encode()).hexdigest()[:8], 16)
 
 
+# Chat-template control tokens (`<|im_end|>`, `<|eos|>`, `<|user|>`): a tokenizer turns them into
+# special tokens even inside user text, so a problem holding one could end its own turn and forge
+# the model's; no problem needs them.
+CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>")
+
+
 def check_problem(row: dict) -> tuple[str, str] | None:
     """(reason, detail) when a problem cannot be generated for, else None."""
     text, answer = row.get("problem"), row.get("answer")
@@ -54,6 +61,8 @@ def check_problem(row: dict) -> tuple[str, str] | None:
         return "invalid_utf8", "the problem text holds lone surrogates (undecodable bytes)"
     if "\ufffd" in str(text):
         return "invalid_utf8", "the problem text holds U+FFFD replacement characters (undecodable bytes)"
+    if m := CONTROL_TOKEN.search(str(text)):
+        return "control_tokens", f"the problem text holds the chat-template control token {m.group(0)!r}"
     return None
 
 

@@ -28,9 +28,20 @@ def tag_steps(steps: list[str], template: str) -> str:
     return "\n".join(f"[{i}] {s}" for i, s in enumerate(steps))
 
 
+# `<|eos|>`, `<|im_end|>`...: in a judged text they would become special tokens and could end the
+# judge's user turn and forge its answer; `<eos>` reads the same to the judge and stays text.
+_CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>")
+
+
+def defang(text: str) -> str:
+    """`text` with chat-template control tokens made plain text."""
+    return _CONTROL_TOKEN.sub(r"<\1>", text) if "<|" in text else text
+
+
 def judge_prompt(problem: str, steps: list[str], template: str = "processbench") -> str:
-    """The user message asking for the earliest wrong step of `steps`."""
-    return TEMPLATES[template].format(problem=problem, tagged_steps=tag_steps(steps, template))
+    """The user message asking for the earliest wrong step of `steps` (control tokens defanged)."""
+    tagged = tag_steps([defang(s) for s in steps], template)
+    return TEMPLATES[template].format(problem=defang(problem), tagged_steps=tagged)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ class Label(ShardStage):
         if "judge" in self.cfg.labelers:
             need["judge"] = self.cfg.judge_engine
         for role, config in need.items():
-            self.engines.setdefault(role, shared_engine(config))
+            if role not in self.engines:  # an engine passed in is used as is: never start a second
+                self.engines[role] = shared_engine(config)
 
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg

@@ -11,10 +11,15 @@ math-verify pitfalls handled here:
   it sits inside math delimiters, so bare answers are wrapped in `$...$` first;
 - its timeouts use `signal.alarm`: whole seconds, the caller's SIGALRM handler is replaced for the
   duration, and off the main thread it raises `ValueError` even with `raise_on_error=False`. So the
-  timeouts are passed only on the main thread; elsewhere there is none, and a short answer such as
-  `9^{9^{9}}` or `2^{999999999}` then hangs the worker (holding the GIL, so a watchdog thread cannot
-  even report it). Inputs are therefore capped in length, and numeric power towers / huge exponents /
-  big factorials are rejected before math-verify sees them (`VERIFY_REJECTED` counts them);
+  timeouts are passed only on the main thread; off it, math-verify runs in a child process that is
+  killed past its deadline (`verify_isolated`), since a short answer such as `\\binom{10^{9}}{5
+  \\cdot 10^{8}}` or `100!!` otherwise holds the thread forever (with the GIL, so a watchdog thread
+  cannot even report it). A call is thus bounded by 3 x `timeout_s` (two parses, one comparison)
+  wherever it runs: by the signals on the main thread, by the kill elsewhere;
+- a signal cannot interrupt one long C-level operation (a huge integer power or factorial), and a
+  timeout still costs its seconds: inputs are capped in length, and numeric power towers, huge
+  exponents, factorials and binomials of big numbers, and brackets nested past `MAX_NESTING` are
+  rejected before math-verify sees them (`VERIFY_REJECTED` counts them);
 - its `TimeoutException` derives from `BaseException`, so `except Exception` does not catch it.
 """
 
@@ -30,6 +35,8 @@ from collections.abc import Callable
 
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
+
+from stages.label import verify_isolated
 
 Verifier = Callable[[str, str | None], bool]
 
@@ -67,15 +74,84 @@ def register(name: str) -> Callable[[Verifier], Verifier]:
 
 _TOWER = re.compile(r"\d\^[-+]?\d+\^")  # numeric power tower, after braces/parens are dropped
 _BIG_EXPONENT = re.compile(r"\^[-+]?\d{5,}")
-_BIG_FACTORIAL = re.compile(r"(?:\d{5,}|\^[-+]?\d+)!")
+_BIG_FACTORIAL = re.compile(r"(?:\d{5,}|\^[-+]?\d+|\d!)!")  # of a 5+ digit number, a power, a factorial
+_CLOSING = {")": "(", "}": "{", "]": "["}
+_BINOMIAL = re.compile(r"\\[dt]?binom|\\choose(?![A-Za-z])")
+_ARG = r"\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}"  # a brace group holding at most one level of braces
+_BINOM_ARGS = re.compile(rf"\s*{_ARG}\s*{_ARG}")
+_NUMERIC_COMMANDS = re.compile(r"\\(?:cdot|times|div|[dt]?frac|left|right)(?![A-Za-z])")
+_SMALL_INT = re.compile(r"\s*\d{1,4}\s*")
+MAX_NESTING = 12  # bracket depth; math-verify's LaTeX parser slows down exponentially (16 nested \frac: 3 s)
+MAX_GROUPS = 32  # factorial / binomial operands inspected per answer
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch in "({[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in _CLOSING:
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _group_before(text: str, end: int) -> str | None:
+    """The bracketed group whose closing bracket is at `end` (without the brackets), else None."""
+    depth = 0
+    for i in range(end, -1, -1):
+        if text[i] in _CLOSING:
+            depth += 1
+        elif text[i] in "({[":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : end]
+    return None
+
+
+def _big_number(group: str | None) -> bool:
+    """A letter-free (numeric) expression other than a plain number of at most 4 digits: `10^9`,
+    `9999 \\cdot 9999`, `5!`. How big it is, sympy knows only once it has computed it."""
+    if group is None or _SMALL_INT.fullmatch(group):
+        return False
+    return not re.search(r"[A-Za-z]", _NUMERIC_COMMANDS.sub("", group))
+
+
+def _factorial_of_expression(text: str) -> bool:
+    """`(9999 \\cdot 9999)!`, `{10^{9}}!`: the factorial of a numeric expression."""
+    closings = re.finditer(r"[)}\]]\s*!", text)
+    return any(_big_number(_group_before(text, m.start())) for _, m in zip(range(MAX_GROUPS), closings))
+
+
+def _big_binomial(text: str) -> bool:
+    """`\\binom{10^{9}}{5 \\cdot 10^{8}}`, `{10^9 \\choose 3}`: a binomial coefficient of numbers
+    that are not plain literals of at most 4 digits."""
+    for _, m in zip(range(MAX_GROUPS), _BINOMIAL.finditer(text)):
+        if m.group(0) == "\\choose":  # {a \choose b}: the two sides inside the enclosing braces
+            sides = [text[: m.start()].rsplit("{", 1)[-1], text[m.end() :].split("}", 1)[0]]
+        else:
+            args = _BINOM_ARGS.match(text, m.end())
+            sides = list(args.groups()) if args else []
+        if any(_big_number(side) for side in sides):
+            return True
+    return False
 
 
 def explosive(text: str) -> bool:
     """Whether `text` holds numeric arithmetic that sympy would evaluate for minutes: a power tower
-    (`9^{9^{9}}`, `(10^4)^{10^4}`), an exponent of 5+ digits, or the factorial of a big number.
-    Symbolic towers such as `e^{x^2}` are fine: nothing numeric gets expanded."""
+    (`9^{9^{9}}`, `(10^4)^{10^4}`), an exponent of 5+ digits, the factorial of a big number, of a
+    numeric expression or of a factorial (`100!!`), a binomial of big numbers, or brackets nested
+    deeper than `MAX_NESTING`. Symbolic towers such as `e^{x^2}` and `(n+1)!` are fine: nothing
+    numeric gets expanded."""
     flat = re.sub(r"\\left|\\right|[\s{}()]", "", text).replace("**", "^")
-    return bool(_TOWER.search(flat) or _BIG_EXPONENT.search(flat) or _BIG_FACTORIAL.search(flat))
+    return bool(
+        _TOWER.search(flat)
+        or _BIG_EXPONENT.search(flat)
+        or _BIG_FACTORIAL.search(flat)
+        or ("!" in text and _factorial_of_expression(text))
+        or (("binom" in text or "choose" in text) and _big_binomial(text))
+        or _nesting(text) > MAX_NESTING
+    )
 
 
 def _screen(text: str) -> str:
@@ -97,31 +173,33 @@ def as_latex(text: str) -> str:
     return f"${text}$"
 
 
-def _math_timeout() -> int | None:
-    """math-verify's signal-based timeout works only on the main thread and in whole seconds."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return max(1, math.ceil(getattr(_TIMEOUT_S, "value", 5.0)))
-
-
-def _parse(text: str, timeout: int | None) -> list:
+def _parse(text: str, timeout: int) -> list:
     parsed = parse(as_latex(text), parsing_timeout=timeout, raise_on_error=True)
     if not parsed and as_latex(text) != text:
         parsed = parse(text, parsing_timeout=timeout, raise_on_error=True)
     return parsed
 
 
-@register("math")
-def math_equal(gold: str, predicted: str | None) -> bool:
-    """math-verify equivalence: `\\frac{1}{2}` == `0.5`, `5\\text{ cm}` == `5`, `\\$29` == `29`,
-    `50\\%` == `50`; the gold is the first argument (verify is not symmetric for sets/relations)."""
-    if predicted is None:
-        return False
-    timeout = _math_timeout()
+def math_equal_here(gold: str, predicted: str, timeout: int) -> bool:
+    """math-verify in this thread, which must be a main thread: its timeouts are `signal.alarm`s
+    of `timeout` whole seconds for each parse and for the comparison."""
     gold_parsed, pred_parsed = _parse(gold, timeout), _parse(predicted, timeout)
     if not gold_parsed or not pred_parsed:
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout, raise_on_error=False))
+
+
+@register("math")
+def math_equal(gold: str, predicted: str | None) -> bool:
+    """math-verify equivalence: `\\frac{1}{2}` == `0.5`, `5\\text{ cm}` == `5`, `\\$29` == `29`,
+    `50\\%` == `50`; the gold is the first argument (verify is not symmetric for sets/relations).
+    Off the main thread (no signals there) it runs in a child process killed past its deadline."""
+    if predicted is None:
+        return False
+    seconds = getattr(_TIMEOUT_S, "value", 5.0)
+    if threading.current_thread() is not threading.main_thread():
+        return verify_isolated.math_equal(gold, predicted, seconds)
+    return math_equal_here(gold, predicted, max(1, math.ceil(seconds)))
 
 
 _BOXED = re.compile(r"^\\boxed\s*\{(.*)\}$", re.DOTALL)
