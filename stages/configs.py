@@ -3,11 +3,20 @@
 Pure functions from rows to rows of `schemas.outputs` (sft, prm, dpo, traces). The frontier
 filters what trains the student (`sft`, `dpo` by default); the `traces` config keeps everything,
 annotated, for researchers.
+
+`export_configs` streams: it works one labeled shard at a time, joined with the pairs and
+frontier shards made from it (named `<labeled stem>-<chunk>.parquet`), and writes one shard per
+config per labeled shard. All traces of a problem sit in one labeled shard, so the per-shard join
+is exact; the one global fact, whether any frontier decision exists at all, comes from footers.
+Memory is that of one labeled shard, whatever the corpus size.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections import defaultdict
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +24,16 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
-from stages.shards import read_table, shard_paths, to_table, write_table
+from stages.shards import read_table, row_count, shard_paths, to_table, write_table
+
+# What `sft_row`, `sft_eligible` and `prm_row` read from a labeled trace (the rest stays in Arrow).
+EXPORT_COLUMNS = ["trace_id", "problem_id", "problem", "completion", "thinking", "answer_text", "steps"] + [
+    "final_correct",
+    "thinking_answer_agrees",
+    "consensus",
+    "first_error",
+    "finish_reason",
+]
 
 
 class ExportConfig(BaseModel):
@@ -94,14 +112,19 @@ def dpo_row(p: dict) -> dict:
     }
 
 
-def export(traces: list[dict], pairs: list[dict], frontier: list[dict], cfg: ExportConfig) -> dict[str, list[dict]]:
-    """Rows of every config. `frontier` rows say which traces (and so problems) are kept."""
+def select(
+    traces: list[dict], pairs: list[dict], frontier: list[dict], cfg: ExportConfig, frontier_used: bool | None = None
+) -> dict[str, list[dict]]:
+    """Rows of the training configs (sft, prm, dpo). `frontier` rows say which traces (and so problems)
+    are kept; `frontier_used` says whether the run has frontier decisions at all (default: any in
+    `frontier`), so a shard without decisions is filtered as the whole run is."""
     kept_traces = {f["trace_id"] for f in frontier if f["keep"]}
     band_problems = {f["problem_id"] for f in frontier if f["drop_reason"] in ("", "ifd_too_high")}
     judged = {f["trace_id"] for f in frontier}
+    used = bool(frontier) if frontier_used is None else frontier_used
 
     def in_frontier(config: str, trace_id: str | None = None, problem_id: str | None = None) -> bool:
-        if config not in cfg.frontier_applies_to or not frontier:
+        if config not in cfg.frontier_applies_to or not used:
             return True
         if trace_id is not None:
             return trace_id in kept_traces or trace_id not in judged
@@ -110,20 +133,62 @@ def export(traces: list[dict], pairs: list[dict], frontier: list[dict], cfg: Exp
     sft = [sft_row(t, cfg.reasoning) for t in traces if sft_eligible(t) and in_frontier("sft", t["trace_id"])]
     prm = [r for t in traces if in_frontier("prm", t["trace_id"]) and (r := prm_row(t, cfg))]
     dpo = [dpo_row(p) for p in pairs if in_frontier("dpo", problem_id=p["problem_id"])]
-    return {"sft": sft, "prm": prm, "dpo": dpo, "traces": traces}
+    return {"sft": sft, "prm": prm, "dpo": dpo}
 
 
-def _rows(folder: Path, features) -> list[dict]:
-    tables = [read_table(p, features) for p in shard_paths(folder)]
-    return pa.concat_tables(tables).to_pylist() if tables else []
+def export(traces: list[dict], pairs: list[dict], frontier: list[dict], cfg: ExportConfig) -> dict[str, list[dict]]:
+    """Rows of every config, from rows held in memory (small inputs; `export_configs` streams shards)."""
+    return select(traces, pairs, frontier, cfg) | {"traces": traces}
+
+
+def shard_groups(root: Path) -> dict[str, dict[str, list[Path]]]:
+    """Per labeled shard stem, in order: its labeled shard and the pairs and frontier shards made from it
+    (`<stem>-<chunk>.parquet`). A pairs or frontier shard whose labeled shard is gone forms its own group."""
+    groups: dict[str, dict[str, list[Path]]] = defaultdict(lambda: {"labeled": [], "pairs": [], "frontier": []})
+    for path in shard_paths(root / "labeled"):
+        groups[path.stem]["labeled"].append(path)
+    for kind in ("pairs", "frontier"):
+        for path in shard_paths(root / kind):
+            groups[path.stem.rsplit("-", 1)[0]][kind].append(path)
+    return dict(sorted(groups.items()))
+
+
+def _read(paths: list[Path], features) -> pa.Table:
+    tables = [read_table(p, features) for p in paths]
+    return pa.concat_tables(tables) if tables else features.arrow_schema.empty_table()
+
+
+def export_shard(group: dict[str, list[Path]], cfg: ExportConfig, frontier_used: bool) -> dict[str, pa.Table]:
+    """Every config's table for one labeled shard and its pairs and frontier shards. The `traces` config
+    is the labeled table itself; only the columns the training configs need become Python rows."""
+    labeled = _read(group["labeled"], LABELED_TRACES)
+    pairs, frontier = _read(group["pairs"], PAIRS).to_pylist(), _read(group["frontier"], FRONTIER).to_pylist()
+    rows = select(labeled.select(EXPORT_COLUMNS).to_pylist(), pairs, frontier, cfg, frontier_used)
+    tables = {name: to_table(r, CONFIGS[name]) for name, r in rows.items()} | {"traces": labeled}
+    # Sorted by id, the order publishing writes them in: it can then slice instead of copying rows.
+    return {name: t.sort_by("pair_id" if name == "dpo" else "trace_id") for name, t in tables.items()}
 
 
 def export_configs(root: Path, cfg: ExportConfig, out: Path) -> dict[str, int]:
-    """Read a run's labeled traces, pairs and frontier decisions under `root`, write one shard
-    per config under `out/<config>/`, and return the row count of each config."""
-    rows = export(
-        _rows(root / "labeled", LABELED_TRACES), _rows(root / "pairs", PAIRS), _rows(root / "frontier", FRONTIER), cfg
-    )
-    for name, config_rows in rows.items():
-        write_table(to_table(config_rows, CONFIGS[name]), out / name / f"{name}.parquet", CONFIGS[name])
-    return {name: len(r) for name, r in rows.items()}
+    """Read a run's labeled traces, pairs and frontier decisions under `root` shard by shard, write
+    `out/<config>/<labeled stem>.parquet` for every config (replacing what `out/<config>/` held), and
+    return the row count of each config."""
+    root, out = Path(root), Path(out)
+    for stale in out.glob(".export-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = out / f".export-{os.getpid()}"
+    frontier_used = any(row_count(p) for p in shard_paths(root / "frontier"))
+    counts = dict.fromkeys(CONFIGS, 0)
+    try:
+        for stem, group in shard_groups(root).items():
+            for name, table in export_shard(group, cfg, frontier_used).items():
+                write_table(table, staging / name / f"{stem}.parquet", CONFIGS[name])
+                counts[name] += table.num_rows
+        for name in CONFIGS:
+            if not (staging / name).is_dir():  # no labeled shard at all: an empty shard keeps the schema
+                write_table(CONFIGS[name].arrow_schema.empty_table(), staging / name / f"{name}.parquet", CONFIGS[name])
+            shutil.rmtree(out / name, ignore_errors=True)
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts

@@ -76,16 +76,22 @@ def config_tables(n: int = 6) -> dict[str, pa.Table]:
 
 
 def make_inputs(root: Path, reverse: bool = False) -> dict[str, Path]:
-    """Each config as a shard folder (two shards, as upstream stages write them)."""
+    """Each config as a shard folder (two shards, as upstream stages write them); `reverse` reverses the
+    rows inside each shard (the same rows per shard, in another order)."""
     inputs = {}
-    for name, table in config_tables().items():
-        table = table.take(list(range(table.num_rows))[::-1]) if reverse else table
+    for name, halves in shard_tables().items():
         folder = root / f"in-{name}-{int(reverse)}"
-        half = table.num_rows // 2
-        write_table(table.slice(0, half), folder / "00000.parquet", CONFIGS[name])
-        write_table(table.slice(half), folder / "00001.parquet", CONFIGS[name])
+        for i, half in enumerate(halves):
+            half = half.take(list(range(half.num_rows))[::-1]) if reverse else half
+            write_table(half, folder / f"{i:05d}.parquet", CONFIGS[name])
         inputs[name] = folder
     return inputs
+
+
+def shard_tables() -> dict[str, list[pa.Table]]:
+    """Each config's rows split in two input shards."""
+    tables = config_tables()
+    return {name: [t.slice(0, t.num_rows // 2), t.slice(t.num_rows // 2)] for name, t in tables.items()}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -101,9 +107,11 @@ def test_publish_local_loads_back_and_is_deterministic(tmp_path):
         ds = datasets.load_dataset(str(folder), name, split="train", cache_dir=str(tmp_path / "cache"))
         assert ds.features == features
         assert ds.num_rows == result["configs"][name]["rows"] == 6
+    # Published order: input shard by input shard (path order), by id within each.
+    first, second = (sorted(t.column("trace_id").to_pylist()) for t in shard_tables()["traces"])
     assert [
         r["trace_id"] for r in datasets.load_dataset(str(folder), "traces", cache_dir=str(tmp_path / "c2"))["train"]
-    ] == [f"t{i:03d}" for i in range(6)]
+    ] == first + second
 
     text = (folder / "README.md").read_text()
     data = DatasetCard(text).data.to_dict()
@@ -122,8 +130,7 @@ def test_publish_local_loads_back_and_is_deterministic(tmp_path):
     before = snapshot(folder)
     publish(make_inputs(tmp_path, reverse=True), META, PublishConfig(path="ds"), out)
     assert snapshot(folder) == before
-    ordered = {name: t.sort_by("pair_id" if name == "dpo" else "trace_id") for name, t in config_tables().items()}
-    publish(ordered, META, PublishConfig(path="ds"), out)  # in-memory, already sorted: same bytes
+    publish(shard_tables(), META, PublishConfig(path="ds"), out)  # the same shards as in-memory tables: same bytes
     assert snapshot(folder) == before
 
 

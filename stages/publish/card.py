@@ -3,8 +3,9 @@
 A hand-written card drifts from the data; this one is recomputed on every publish: the YAML
 front matter (configs, features, sizes) comes from `datasets`' own serialisers so the Hub and
 `load_dataset` read it exactly, and the body's provenance, counts and label distributions come
-from the metadata dict and the `traces` table. Output is deterministic (no dates) so unchanged
-data re-publishes byte-identically, and anything shaped like a Hub token is scrubbed.
+from the metadata dict and the `traces` statistics (`TraceStats`, accumulated shard by shard, so a
+large corpus costs no memory). Output is deterministic (no dates) so unchanged data re-publishes
+byte-identically, and anything shaped like a Hub token is scrubbed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 from datasets import Features
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -23,7 +23,7 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
-from stages.publish.figures import FIGURES
+from stages.publish.figures import FIGURES, TraceStats
 from stages.publish.shards import SPLIT, ShardInfo
 from stages.secrets import scrub
 
@@ -138,9 +138,9 @@ def configs_section(shards: dict[str, list[ShardInfo]]) -> str:
     return "## Configs\n\n" + _table(("config", "rows", "shards", "Parquet bytes", "contents"), rows)
 
 
-def provenance_section(meta: dict, traces: pa.Table | None) -> str:
+def provenance_section(meta: dict, traces: TraceStats | pa.Table | None) -> str:
     recipe = meta.get("recipe") or {}
-    models = sorted(set(pc.unique(traces.column("model")).drop_null().to_pylist())) if _has(traces, "model") else []
+    models = sorted(TraceStats.of(traces).models)
     items = [
         ("Recipe", recipe.get("name") or meta.get("recipe_name")),
         ("Generator model(s)", ", ".join(f"`{m}`" for m in models) or _get(recipe, "generate.engine.model")),
@@ -173,32 +173,20 @@ def counts_section(meta: dict) -> str:
     return "\n\n".join(parts)
 
 
-def _has(table: pa.Table | None, name: str) -> bool:
-    return table is not None and name in table.column_names
-
-
-def label_stats(traces: pa.Table | None) -> dict:
+def label_stats(traces: TraceStats | pa.Table | None) -> dict:
     """Step label fractions (correct / wrong / null), consensus status and symbolic verdict counts."""
-    stats: dict = {"steps": {}, "consensus": {}, "symbolic": {}}
-    if _has(traces, "steps") and traces.num_rows:
-        flat = pc.list_flatten(traces.column("steps"))
-        label = pc.struct_field(flat, "label")
-        total = len(label)
-        correct = int(pc.sum(label).as_py() or 0)
-        null = label.null_count
-        stats["steps"] = {"total": total, "correct": correct, "wrong": total - correct - null, "null": null}
-        stats["symbolic"] = _value_counts(pc.struct_field(flat, "symbolic"))
-    if _has(traces, "consensus"):
-        stats["consensus"] = _value_counts(traces.column("consensus"))
-    return stats
+    stats = TraceStats.of(traces)
+    out: dict = {"steps": {}, "consensus": {}, "symbolic": {}}
+    if "steps" in stats.columns and stats.rows:
+        total, correct, null = (stats.steps[k] for k in ("total", "correct", "null"))
+        out["steps"] = {"total": total, "correct": correct, "wrong": total - correct - null, "null": null}
+        out["symbolic"] = dict(sorted(stats.symbolic.items()))
+    if "consensus" in stats.columns:
+        out["consensus"] = dict(sorted(stats.consensus.items()))
+    return out
 
 
-def _value_counts(arr) -> dict[str, int]:
-    counts = pc.value_counts(pc.fill_null(arr, "null") if len(arr) else arr)
-    return dict(sorted((str(v["values"]), int(v["counts"])) for v in counts.to_pylist()))
-
-
-def labels_section(traces: pa.Table | None) -> str:
+def labels_section(traces: TraceStats | pa.Table | None) -> str:
     stats = label_stats(traces)
     steps = stats["steps"]
     if not steps or not steps["total"]:
@@ -224,13 +212,14 @@ def render_card(
     meta: dict,
     shards: dict[str, list[ShardInfo]],
     features: dict[str, Features],
-    traces: pa.Table | None = None,
+    traces: TraceStats | pa.Table | None = None,
     figures: dict[str, str] | None = None,
     *,
     default_config: str = "dpo",
     repo_id: str | None = None,
 ) -> str:
-    """README.md text. `figures` maps figure name to its path relative to the card."""
+    """README.md text. `traces` is the traces config's statistics (or the table itself); `figures` maps
+    figure name to its path relative to the card."""
     title = meta.get("pretty_name") or meta.get("name") or "Thoughtmill reasoning corpus"
     intro = meta.get("description") or (
         "Reasoning traces sampled from a model, split into steps, labeled step by step by several "

@@ -1,27 +1,41 @@
-"""Deterministic Parquet shards for one published config.
+"""Deterministic Parquet shards for one published config, streamed with bounded memory.
 
 Why each choice:
+- the inputs are streamed one shard at a time (tables as given, shard folders in path order), so
+  memory depends on the largest input shard and the row groups in flight, never on the corpus;
 - cast to the config's declared Features first, so readers see exactly the published schema
   (`string`, never `large_string`) and the file carries the `huggingface` features metadata;
-- a stable sort by the config's id column, so the same rows always land in the same order and a
-  re-run writes byte-identical files (no spurious Hub commits, cacheable downloads);
+- rows in a fixed order: input shard by input shard, each sorted by the config's id column (a
+  global sort would need the whole corpus, or an external sort, for no reader's benefit), so the
+  same inputs always land in the same order and a re-run writes byte-identical files (no spurious
+  Hub commits, cacheable downloads) whatever order the rows had inside each input shard;
 - zstd, a page index and content-defined chunking, so readers can skip pages and the Hub's
   Xet storage deduplicates unchanged chunks between versions even when rows shift;
 - row groups of ~64 MB and shards of at most 128 MB (uncompressed, ~50-70 MB on disk), which the
-  Hub's viewer and `datasets` streaming handle well and which are written in parallel, one thread
-  per core; names follow the Hub's `train-00000-of-00002.parquet` pattern.
+  Hub's viewer and `datasets` streaming handle well. Rows roll over into the next shard at a
+  target size: the input's Arrow size (exact for tables, from the Parquet footers for files)
+  spread evenly over the fewest shards under the limit, so shards come out about equal and the
+  limit holds even where the estimate is off. Each shard is written by its own thread (Arrow's
+  Parquet writer releases the GIL), one per core; the next row group is cut while they write, and
+  no more (memory: about one row group per core, plus one). Shards are written under temp names
+  and renamed `train-00000-of-00002.parquet` once the count is known.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -40,6 +54,7 @@ MAX_SHARD_BYTES = 128_000_000  # uncompressed; ~50-70 MB files: many shards to w
 ROW_GROUP_BYTES = 64_000_000
 
 Source = pa.Table | Path | str
+Piece = tuple[pa.Table, pa.Array | None, int, int]  # rows start:stop of a table, in `order` if given
 
 
 @dataclass(frozen=True)
@@ -65,20 +80,39 @@ def _as_sources(tables_or_paths: Source | Iterable[Source]) -> list[Source]:
     return list(tables_or_paths)
 
 
-def _read(source: Source) -> list[pa.Table]:
-    if isinstance(source, pa.Table):
-        return [source]
+def _files(source: Path | str) -> list[Path]:
     path = Path(source)
-    files = shard_paths(path) if path.is_dir() else [path]
-    return [pq.read_table(f) for f in files]
+    return shard_paths(path) if path.is_dir() else [path]
 
 
-def load_config_table(tables_or_paths: Source | Iterable[Source], features: Features, config: str) -> pa.Table:
-    """Every input (tables, shard files or shard folders) validated against `features` and concatenated."""
-    tables = [validate(t, features, config) for src in _as_sources(tables_or_paths) for t in _read(src)]
-    if not tables:
-        return features.arrow_schema.empty_table()
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+def input_tables(sources: list[Source], features: Features, config: str) -> Iterator[pa.Table]:
+    """Every input validated against `features`, one at a time: tables as given, then shard files in path order."""
+    for source in sources:
+        if isinstance(source, pa.Table):
+            yield validate(source, features, config)
+        else:
+            for path in _files(source):
+                yield validate(pq.read_table(path), features, f"{config}: {path}")
+
+
+def _footer_bytes(path: Path) -> int:
+    meta = pq.ParquetFile(path).metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+
+
+def estimate_nbytes(sources: list[Source], first: pa.Table | None) -> float:
+    """Arrow bytes of all inputs without reading them: as held for tables; for files, the footers'
+    uncompressed Parquet sizes scaled by the Arrow/Parquet ratio of `first` (the first input, read)."""
+    scale = 1.0
+    if first is not None and sources and not isinstance(sources[0], pa.Table):
+        scale = first.nbytes / max(1, _footer_bytes(_files(sources[0])[0]))
+    total = 0.0
+    for source in sources:
+        if isinstance(source, pa.Table):
+            total += source.nbytes
+        else:
+            total += scale * sum(_footer_bytes(path) for path in _files(source))
+    return total
 
 
 def sort_indices(table: pa.Table) -> pa.Array | None:
@@ -93,25 +127,88 @@ def sort_indices(table: pa.Table) -> pa.Array | None:
     return pc.sort_indices(reprs)
 
 
-def plan_shards(num_rows: int, nbytes: int, max_shard_bytes: int) -> list[tuple[int, int]]:
-    """(offset, length) per shard: the fewest shards under `max_shard_bytes`, rows spread evenly."""
-    if num_rows == 0:
-        return [(0, 0)]
-    count = max(1, math.ceil(nbytes / max_shard_bytes))
-    count = min(count, num_rows)
-    base, extra = divmod(num_rows, count)
-    spans, offset = [], 0
-    for i in range(count):
-        length = base + (1 if i < extra else 0)
-        spans.append((offset, length))
-        offset += length
-    return spans
+def _cum_bytes(arr: pa.Array) -> np.ndarray:
+    """Arrow bytes before each of `arr`'s n+1 value boundaries: offsets, data and child values (validity
+    bitmaps left out: this is what rows are cut by, not the `num_bytes` accounting, `arrow_nbytes`)."""
+    typ, n = arr.type, len(arr)
+    if n == 0:
+        return np.zeros(1)
+    if pa.types.is_list(typ):
+        offsets = arr.offsets.to_numpy()  # positions in `arr.values`, which ignores the slice
+        if pa.types.is_primitive(typ.value_type):  # fixed width: no per-value array needed
+            child = offsets * (typ.value_type.bit_width / 8)
+        else:
+            child = _cum_bytes(arr.values)[offsets]
+        return 4.0 * np.arange(n + 1) + child - child[0]
+    if pa.types.is_struct(typ):
+        return sum((_cum_bytes(c) for c in arr.flatten()), np.zeros(n + 1))
+    if pa.types.is_string(typ) or pa.types.is_binary(typ):
+        offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + n + 1]
+        return 4.0 * np.arange(n + 1) + (offsets - offsets[0])
+    return np.arange(n + 1) * (typ.bit_width / 8)
 
 
-def rows_per_group(num_rows: int, nbytes: int, row_group_bytes: int) -> int:
-    if num_rows == 0 or nbytes == 0:
-        return max(num_rows, 1)
-    return max(1, int(row_group_bytes * num_rows // nbytes))
+def row_nbytes(table: pa.Table) -> np.ndarray:
+    """Arrow bytes of each row, so rows can be cut into row groups and shards by size."""
+    sizes = np.zeros(table.num_rows)
+    for column in table.columns:
+        if column.num_chunks:
+            sizes += np.concatenate([np.diff(_cum_bytes(chunk)) for chunk in column.chunks])
+    return sizes
+
+
+def cut(
+    tables: Iterable[tuple[pa.Table, pa.Array | None]], group_bytes: float, shard_bytes: float
+) -> Iterator[tuple[int, list[Piece]]]:
+    """(shard index, row group) for a stream of (table, order): rows in order, a row group closed before it
+    would pass `group_bytes`, a shard before it would pass `shard_bytes`; a row larger than either goes alone."""
+    shard, shard_rows, shard_used = 0, 0, 0.0
+    group: list[Piece] = []
+    group_rows, group_used = 0, 0.0
+    for table, order in tables:
+        sizes = row_nbytes(table)
+        cum = np.cumsum(sizes if order is None else sizes[order.to_numpy()])
+        pos = 0
+        while pos < len(cum):
+            base = cum[pos - 1] if pos else 0.0
+            # first row that would pass each limit (pos when even the next one would)
+            j_shard = max(pos, int(np.searchsorted(cum, base + shard_bytes - shard_used, side="right")))
+            j_group = max(pos, int(np.searchsorted(cum, base + group_bytes - group_used, side="right")))
+            j = min(j_shard, j_group)
+            if j == pos:
+                if group_rows or (shard_rows and j_shard == pos):  # the next row does not fit: close
+                    if group_rows:
+                        yield shard, group
+                        group, group_rows, group_used = [], 0, 0.0
+                    if j_shard == pos and shard_rows:
+                        shard, shard_rows, shard_used = shard + 1, 0, 0.0
+                    continue
+                j = pos + 1
+            used = float(cum[j - 1] - base)
+            group.append((table, order, pos, j))
+            group_rows, group_used = group_rows + j - pos, group_used + used
+            shard_rows, shard_used = shard_rows + j - pos, shard_used + used
+            pos = j
+    if group_rows:
+        yield shard, group
+
+
+def materialize(pieces: list[Piece], pool: pa.MemoryPool | None = None) -> pa.Table:
+    """The rows of `pieces` as one table: slices where the input was in order, else gathered (in `pool`)."""
+    parts = [
+        t.slice(a, b - a) if o is None else pc.take(t, o.slice(a, b - a), memory_pool=pool) for t, o, a, b in pieces
+    ]
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _head(pieces: list[Piece], n: int) -> pa.Table:
+    out: list[Piece] = []
+    for table, order, a, b in pieces:
+        if n <= 0:
+            break
+        out.append((table, order, a, min(b, a + n)))
+        n -= out[-1][3] - a
+    return materialize(out)
 
 
 def _leaves(name: str, typ: pa.DataType, arrays: list[pa.Array]) -> Iterator[tuple[str, pa.DataType, list]]:
@@ -126,25 +223,29 @@ def _leaves(name: str, typ: pa.DataType, arrays: list[pa.Array]) -> Iterator[tup
         yield name, typ, arrays
 
 
-def _array_bytes(arr: pa.Array) -> int:
-    """Arrow bytes of `arr` in a canonical layout (validity bitmap only when there are nulls, no slack)."""
-    n, typ = len(arr), arr.type
-    size = (n + 7) // 8 if arr.null_count else 0
+def _chunks_bytes(chunks: list[pa.Array], typ: pa.DataType) -> int:
+    """Arrow bytes of `chunks` laid out as one array (validity bitmap only when there are nulls, no slack)."""
+    n = sum(len(c) for c in chunks)
+    if n == 0:
+        return 0
+    size = (n + 7) // 8 if any(c.null_count for c in chunks) else 0
     if pa.types.is_list(typ) or pa.types.is_string(typ) or pa.types.is_binary(typ):
         size += 4 * (n + 1)
     if pa.types.is_list(typ):
-        return size + _array_bytes(arr.flatten())
+        return size + _chunks_bytes([c.flatten() for c in chunks], typ.value_type)
     if pa.types.is_struct(typ):
-        return size + sum(_array_bytes(child) for child in arr.flatten())
+        children = [c.flatten() for c in chunks]  # applies the slice offset, unlike StructArray.field
+        return size + sum(_chunks_bytes([c[i] for c in children], f.type) for i, f in enumerate(typ))
     if pa.types.is_string(typ) or pa.types.is_binary(typ):
-        return size + (pc.sum(pc.binary_length(arr)).as_py() or 0)
+        return size + sum(pc.sum(pc.binary_length(c)).as_py() or 0 for c in chunks)
     return size + (n * typ.bit_width + 7) // 8
 
 
 def arrow_nbytes(table: pa.Table) -> int:
-    """Uncompressed size as `datasets` reports `num_bytes`, independent of how the table sits in memory
-    (`Table.nbytes` varies with slicing and spare bitmaps, which would make re-runs write different cards)."""
-    return sum(_array_bytes(chunk) for column in table.columns for chunk in column.chunks)
+    """Uncompressed size as `datasets` reports `num_bytes`, as if each column were one contiguous array:
+    independent of how the table sits in memory (`Table.nbytes` varies with slicing, chunking and spare
+    bitmaps, which would make re-runs write different cards). A row group's bytes read back equal those written."""
+    return sum(_chunks_bytes(column.chunks, column.type) for column in table.columns)
 
 
 def _values(arrays: list[pa.Array]) -> pa.Array:
@@ -159,7 +260,7 @@ def encoding_plan(sample: pa.Table) -> tuple[list[str], list[str]]:
     unique, and trying a dictionary in every row group before falling back costs write time. Min/max
     statistics of long free text are truncated and useless for page skipping, so only ids, short
     strings and numbers keep them (they feed the page index). The sample is the first rows in the
-    published (sorted) order, so the plan, like the bytes, depends on the rows only.
+    published order, so the plan, like the bytes, depends on the rows only.
     """
     dictionary, stats = [], []
     for field in sample.schema:
@@ -178,45 +279,79 @@ def encoding_plan(sample: pa.Table) -> tuple[list[str], list[str]]:
     return dictionary, stats
 
 
-def plan_sample(table: pa.Table, order: pa.Array | None) -> pa.Table:
-    return table.slice(0, SAMPLE_ROWS) if order is None else table.take(order.slice(0, SAMPLE_ROWS))
+@dataclass
+class Slots:
+    """What bounds a config's memory while its shards are written in parallel."""
+
+    shards: threading.Semaphore  # shards being written (one writer thread each)
+    groups: threading.Semaphore  # row groups cut and not yet written
 
 
-def _row_groups(table: pa.Table, order: pa.Array | None, span: tuple[int, int], group: int) -> Iterator[pa.Table]:
-    """The span's row groups in published order, gathered one at a time (the sorted copy never exists whole)."""
-    offset, length = span
-    for start in range(offset, offset + length, group):
-        n = min(group, offset + length - start)
-        yield table.slice(start, n) if order is None else table.take(order.slice(start, n))
+def write_shard(
+    groups: queue.Queue, path: Path, schema: pa.Schema, plan, slots: Slots, pool: pa.MemoryPool | None = None
+) -> tuple[int, int]:
+    """Write the row groups put on `groups` (lists of pieces, None ends) to `path`; (rows, uncompressed bytes).
 
-
-def write_shard(table: pa.Table, order: pa.Array | None, span: tuple[int, int], group: int, path: Path, plan) -> int:
-    """Write rows `span` of `table` (in `order`, if given) atomically, one row group per `group` rows.
-
-    Memory stays at about one sorted row group on top of the input table. Returns the uncompressed
-    bytes written.
+    Each written group frees a `slots.groups` slot, the end of the shard a `slots.shards` one. On an
+    error the queue is still drained to its end (then the error is raised), so the producer, which
+    puts every group and then None, never blocks on a dead writer. The writer and the gathered rows
+    use `pool` (their buffers are freed and reused many times a second).
     """
     dictionary, stats = plan
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    nbytes = 0
+    rows = nbytes = 0
     try:
         with pq.ParquetWriter(
-            tmp,
-            table.schema,
+            path,
+            schema,
             compression="zstd",
             use_dictionary=dictionary,
             write_statistics=stats,
             write_page_index=True,
             use_content_defined_chunking=True,
+            memory_pool=pool,
         ) as writer:
-            for part in _row_groups(table, order, span, group):
+            while (pieces := groups.get()) is not None:
+                part, pieces = materialize(pieces, pool), None  # drop references as soon as possible: memory
                 writer.write_table(part, row_group_size=part.num_rows)
-                nbytes += arrow_nbytes(part)
-        os.replace(tmp, path)
+                rows, nbytes, part = rows + part.num_rows, nbytes + arrow_nbytes(part), None
+                slots.groups.release()
+    except BaseException:
+        while groups.get() is not None:
+            slots.groups.release()
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
-    return nbytes
+        slots.shards.release()
+    return rows, nbytes
+
+
+@contextmanager
+def input_pool() -> Iterator[pa.MemoryPool]:
+    """Read inputs into jemalloc (where pyarrow has it) with no decay delay, for the duration; yield the
+    previous default pool, for the writers' own buffers.
+
+    Input tables are freed in whatever order their rows get written, by any thread: mimalloc
+    (pyarrow's default) keeps such pages mapped, and RSS climbs row groups above what is live, while
+    jemalloc without decay hands them straight back to the OS. The writers' page buffers and gathered
+    rows, freed and reallocated many times a second, stay on the previous pool, which reuses them
+    instead of faulting pages in afresh (that would cost ~20% write throughput). Buffers free to the
+    pool they came from, so switching back is safe."""
+    previous = pa.default_memory_pool()
+    try:
+        pool = pa.jemalloc_memory_pool()
+        if previous.backend_name != "jemalloc":  # leave a process that chose jemalloc as it is
+            pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        yield previous
+        return
+    pa.set_memory_pool(pool)
+    try:
+        yield previous
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _tmp(folder: Path, index: int) -> Path:
+    return folder / f".{SPLIT}-{index:05d}.parquet.tmp-{os.getpid()}"
 
 
 def write_config_shards(
@@ -230,23 +365,86 @@ def write_config_shards(
     workers: int | None = None,
 ) -> list[ShardInfo]:
     """Write `config`'s rows as `out_dir/data/<config>/train-XXXXX-of-YYYYY.parquet`; stale shards are removed."""
-    table = load_config_table(tables_or_paths, features, config)
-    order, nbytes = sort_indices(table), arrow_nbytes(table)  # layout-independent: same rows, same plan
-    group = rows_per_group(table.num_rows, nbytes, row_group_bytes)
-    spans = plan_shards(table.num_rows, nbytes, max_shard_bytes)
-    plan = encoding_plan(plan_sample(table, order))
-    out_dir = Path(out_dir)
-    paths = [out_dir / shard_name(config, i, len(spans)) for i in range(len(spans))]
+    with input_pool() as pool:
+        return _write_config_shards(
+            _as_sources(tables_or_paths),
+            config,
+            features,
+            Path(out_dir),
+            max_shard_bytes,
+            row_group_bytes,
+            workers,
+            pool,
+        )
 
-    def write(i: int) -> ShardInfo:
-        return ShardInfo(paths[i], spans[i][1], write_shard(table, order, spans[i], group, paths[i], plan))
 
-    # Shards are independent files and Arrow's Parquet writer releases the GIL, so threads write
-    # them on every core at once; the bytes of each shard do not depend on how many run.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(spans), workers or os.cpu_count() or 1))) as pool:
-        shards = list(pool.map(write, range(len(spans))))
+def _write_config_shards(
+    sources: list[Source],
+    config: str,
+    features: Features,
+    out_dir: Path,
+    max_shard_bytes: int,
+    row_group_bytes: int,
+    workers: int | None,
+    pool: pa.MemoryPool,
+) -> list[ShardInfo]:
+    schema = features.arrow_schema
+    tables = input_tables(sources, features, config)
+    first = next(tables, None)
+    estimate = estimate_nbytes(sources, first)
+    count = math.ceil(estimate / max_shard_bytes)  # rows spread evenly over these; 5% slack for the estimate
+    target = max_shard_bytes if count <= 1 else min(max_shard_bytes, 1.05 * estimate / count)
+    folder = Path(out_dir) / "data" / config
+    folder.mkdir(parents=True, exist_ok=True)
+    ordered = ((t, sort_indices(t)) for t in itertools.chain([first] if first is not None else [], tables))
+    first = None
+    futures: list[Future] = []
+    groups: queue.Queue | None = None
+    writers = max(1, workers or os.cpu_count() or 1)
+    # Writers run in parallel; one more row group may be cut while they write. A new shard's writer
+    # starts when one finishes, and no row group is cut until one is written: bounded memory.
+    slots = Slots(threading.Semaphore(writers), threading.Semaphore(writers + 1))
+    threads = ThreadPoolExecutor(max_workers=writers)
+
+    def start(shard: int, plan) -> queue.Queue:
+        slots.shards.acquire()
+        q: queue.Queue = queue.Queue()
+        futures.append(threads.submit(write_shard, q, _tmp(folder, shard), schema, plan, slots, pool))
+        return q
+
+    try:
+        plan, row_groups = None, cut(ordered, row_group_bytes, target)
+        while slots.groups.acquire() and (item := next(row_groups, None)) is not None:
+            shard, pieces = item
+            if shard == len(futures):  # a new shard: end the previous one, start its writer
+                if groups is not None:
+                    groups.put(None)
+                    groups = None
+                plan = plan or encoding_plan(_head(pieces, SAMPLE_ROWS))
+                groups = start(shard, plan)
+            groups.put(pieces)
+            item = pieces = None  # the writer holds the group now; keeping it here would keep its rows alive
+        if groups is None and not futures:  # no rows: one empty shard, so the config's schema is still published
+            groups = start(0, encoding_plan(schema.empty_table()))
+        if groups is not None:
+            groups.put(None)
+            groups = None
+        written = [f.result() for f in futures]
+    except BaseException:
+        if groups is not None:
+            groups.put(None)
+        threads.shutdown(wait=True)
+        for i in range(len(futures)):
+            _tmp(folder, i).unlink(missing_ok=True)
+        raise
+    threads.shutdown(wait=True)
+    shards = []
+    for i, (rows, nbytes) in enumerate(written):
+        path = Path(out_dir) / shard_name(config, i, len(written))
+        os.replace(_tmp(folder, i), path)
+        shards.append(ShardInfo(path, rows, nbytes))
     keep = {s.path.name for s in shards}
-    for stale in (out_dir / "data" / config).glob(f"{SPLIT}-*.parquet"):
+    for stale in folder.glob(f"{SPLIT}-*.parquet"):
         if stale.name not in keep:
             stale.unlink()
     return shards

@@ -1,7 +1,10 @@
 """The publish stage: every config's shards, the figures and the card, to a local folder or the Hub.
 
 Publishing is a single-process reduction over the curated shard folders, so it runs as a plain
-function (no datatrove step). The dataset is always assembled locally first, atomically
+function (no datatrove step). It streams: each config's input shards are written one at a time
+(`write_config_shards`), and the figures and the card read back only the statistics columns of
+the published `traces` shards, one row group at a time, into counters (`TraceStats`), so memory
+does not grow with the corpus. The dataset is always assembled locally first, atomically
 (`publish_local`); the Hub target then commits that folder, so what was uploaded can be inspected.
 """
 
@@ -11,26 +14,15 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas import CONFIGS
-from stages.paths import inside_root, relative_path
+from stages.paths import inside_root, relative_path, replaceable
 from stages.publish.card import render_card
-from stages.publish.figures import write_figures
+from stages.publish.figures import STATS_COLUMNS, TraceStats, write_figures
 from stages.publish.hub import publish_hub, publish_local
 from stages.publish.shards import MAX_SHARD_BYTES, ROW_GROUP_BYTES, ShardInfo, write_config_shards
-
-# What the figures and the card's label statistics read from `traces` (step text and per-token arrays are skipped).
-STATS_COLUMNS = [f"steps.list.element.{f}" for f in ("mean_logprob", "label", "symbolic")] + [
-    "first_error",
-    "final_correct",
-    "thinking_tokens",
-    "thinking_answer_agrees",
-    "consensus",
-    "model",
-]
 
 
 class PublishConfig(BaseModel):
@@ -62,12 +54,14 @@ def _summary(shards: list[ShardInfo]) -> dict:
     }
 
 
-def _figure_table(shards: list[ShardInfo]) -> pa.Table:
-    tables = []
-    for shard in shards:
-        with pq.ParquetFile(shard.path) as file:
-            tables.append(file.read(columns=STATS_COLUMNS))
-    return pa.concat_tables(tables) if tables else pa.table({})
+def trace_stats(paths: list[Path]) -> TraceStats:
+    """The figures' and card's statistics over published `traces` shards, one row group at a time."""
+    stats = TraceStats()
+    for path in paths:
+        with pq.ParquetFile(path) as file:
+            for i in range(file.num_row_groups):
+                stats.add(file.read_row_group(i, columns=STATS_COLUMNS))
+    return stats
 
 
 def build(folder: Path, inputs: dict[str, Path], metadata: dict, cfg: PublishConfig) -> dict:
@@ -91,8 +85,8 @@ def build(folder: Path, inputs: dict[str, Path], metadata: dict, cfg: PublishCon
     for name in empty:  # `load_dataset` cannot load a split with no rows: leave the config out
         shutil.rmtree(folder / "data" / name)
         del shards[name]
-    traces = _figure_table(shards["traces"]) if "traces" in shards else None
-    figures = write_figures(traces if traces is not None else pa.table({}), folder / "figures")
+    traces = trace_stats([s.path for s in shards["traces"]]) if "traces" in shards else None
+    figures = write_figures(traces if traces is not None else TraceStats(), folder / "figures")
     rel = {name: path.relative_to(folder).as_posix() for name, path in figures.items()}
     card = render_card(
         metadata,
@@ -112,6 +106,8 @@ def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_roo
     if cfg.target == "hub" and not cfg.repo_id:
         raise ValueError("publish target 'hub' needs repo_id")
     dest = inside_root(Path(out_root), cfg.path, "publish.path")
+    # the swap below deletes what `dest` held: only an earlier published dataset may be there
+    replaceable(dest, {"README.md", "data", "figures"}, "publish.path", cfg.path)
     configs = publish_local(lambda folder: build(folder, inputs, metadata, cfg), dest)
     result = {"target": cfg.target, "path": str(dest.resolve()), "configs": configs}
     if cfg.target == "hub":

@@ -1,0 +1,193 @@
+"""The load run: a synthetic corpus through segment, label, pairs, export and publish, at two sizes.
+
+Reliability item "Load": throughput of the model-free path and peak memory, which must stay flat
+as the corpus grows (peak RSS of the largest size within 1.3x of the smallest). Each size runs in a
+fresh `python -m flows.bench.load --one N` process so its peak RSS is its own (the parent reads it
+with `os.wait4`, which also counts any worker processes the child reaped; the child reports its
+own `VmHWM` per stage too, resetting it through `/proc/self/clear_refs` between stages).
+
+Stages, as the flow runs them (datatrove local executor, one task, one worker, in-process):
+- segment: `infra.reliability.synthetic.write_synthetic_run` (the generate stage's `build_trace`:
+  thinking/answer split, segmentation, answer extraction, step confidence; no model), 32 traces
+  per problem and 128 problems (4,096 traces) per shard at every size: the bundled arithmetic world
+  has only 40,372 distinct train problems (2-3 operations), so 8 per problem stops at ~320k traces;
+- label: `Label` with the symbolic checker only and no information gain, so no engine starts; the
+  answer verifier (math-verify) runs in `answer_fidelity`; chunk_size the stage default (4096);
+- pairs: `Pairs` with the model-free kinds (trace, fidelity); chunk_size the stage default (4096);
+- export: `export_configs` (per labeled shard) into `configs/`;
+- publish: `publish` to a local folder (shards, figures, card).
+Frontier needs a student model and is left out (export handles an empty frontier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+MAX_RATIO = 1.3
+PER_PROBLEM = 32  # 1M traces need 31,250 of the 40,372 distinct train problems
+SHARD_PROBLEMS = 128  # 4,096 traces per shard, a label and pairs chunk each (their default chunk_size)
+DEFAULT_SIZES = [100_000, 1_000_000]
+STAGES = ("segment", "label", "pairs", "export", "publish")
+
+
+def _hwm_mb() -> float | None:
+    """This process's peak RSS (VmHWM) in MB, or None where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so each stage's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float | None]:
+    """(seconds, peak RSS MB during `fn`) for one stage."""
+    reset = _reset_hwm()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    return seconds, _hwm_mb() if reset else None
+
+
+def _run_step(step, root: Path, name: str) -> None:
+    """A stage step under the flow's executor: local, one task, one worker (in this process)."""
+    from stages.executor import ExecutorConfig, build_executor
+
+    build_executor([step], ExecutorConfig(tasks=1, workers=1), root / "logs" / name, f"load-{name}").run()
+
+
+def run_one(n_traces: int, workdir: Path) -> dict:
+    """The whole load for `n_traces` traces under `workdir` (a fresh folder); per-stage seconds, rate and peak."""
+    from infra.reliability.synthetic import write_synthetic_run
+    from stages.configs import ExportConfig, export_configs
+    from stages.label.stage import Label, LabelConfig
+    from stages.pairs.stage import Pairs, PairsConfig
+    from stages.publish.stage import PublishConfig, publish
+    from stages.shards import row_count, shard_paths
+
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    # One labeler, so consensus needs one source: the sft and prm configs get rows too.
+    label_cfg = LabelConfig(labelers=["symbolic"], fidelity={"info_gain": False}, consensus={"min_sources": 1})
+    pairs_cfg = PairsConfig(kinds=["trace", "fidelity"])
+    counts: dict = {}
+
+    def export() -> None:
+        counts.update(export_configs(root, ExportConfig(), root / "configs"))
+
+    def publish_() -> None:
+        metadata = {"recipe": {"name": "load"}, "counts": counts}
+        counts["published"] = publish({c: root / "configs" / c for c in counts}, metadata, PublishConfig(), root)
+
+    steps = {
+        "segment": lambda: write_synthetic_run(root, n_traces, PER_PROBLEM, SHARD_PROBLEMS),
+        "label": lambda: _run_step(Label(root / "traces", root / "labeled", label_cfg), root, "label"),
+        "pairs": lambda: _run_step(Pairs(root / "labeled", root / "pairs", pairs_cfg), root, "pairs"),
+        "export": export,
+        "publish": publish_,
+    }
+    stages, start_peak = {}, _hwm_mb()  # imports
+    for name in STAGES:
+        seconds, peak = _timed(steps[name])
+        stages[name] = {"seconds": round(seconds, 2), "traces_per_s": round(n_traces / seconds, 1), "peak_mb": peak}
+    rows = {f: sum(row_count(p) for p in shard_paths(root / f)) for f in ("traces", "labeled", "pairs")}
+    published = counts.pop("published")
+    return {
+        "traces": n_traces,
+        "rows": rows,
+        "configs": counts,
+        "published": {k: v.get("rows", v) for k, v in published["configs"].items()},
+        "shards": {k: v.get("shards") for k, v in published["configs"].items()},
+        "stages": stages,
+        "seconds": round(sum(s["seconds"] for s in stages.values()), 2),
+        "self_peak_mb": max([start_peak or 0.0] + [s["peak_mb"] or 0.0 for s in stages.values()]) or _hwm_mb(),
+    }
+
+
+def _child(n_traces: int, workdir: Path) -> dict:
+    """Run one size in a fresh process; its result plus the peak RSS the kernel reports for it."""
+    shutil.rmtree(workdir, ignore_errors=True)  # stages resume: a leftover run would be skipped, not timed
+    cmd = [sys.executable, "-m", "flows.bench.load", "--one", str(n_traces), "--workdir", str(workdir)]
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.DEVNULL if not os.environ.get("LOAD_DEBUG") else None
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load run of {n_traces} traces failed (exit {proc.returncode}): {text[-2000:]}")
+    result = json.loads(text.strip().splitlines()[-1])
+    # Resetting VmHWM between stages resets what wait4 reports too: the peak is the larger of the two.
+    result["peak_rss_mb"] = round(max(usage.ru_maxrss / 1024, result["self_peak_mb"] or 0.0), 1)  # Linux: KiB
+    return result
+
+
+def run_load(sizes: list[int], workdir: Path) -> dict:
+    """Every size in its own process under `workdir/<size>`; the peak-memory ratio largest/smallest vs 1.3."""
+    workdir = Path(workdir)
+    runs = [_child(n, workdir / f"n{n}") for n in sizes]
+    small, large = min(runs, key=lambda r: r["traces"]), max(runs, key=lambda r: r["traces"])
+    ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+    return {
+        "runs": runs,
+        "memory_ratio": round(ratio, 3),
+        "max_ratio": MAX_RATIO,
+        "passed": ratio <= MAX_RATIO,
+    }
+
+
+def report(result: dict) -> None:
+    for r in result["runs"]:
+        print(f"{r['traces']:,} traces: peak RSS {r['peak_rss_mb']:.0f} MB, {r['seconds']:.0f} s in all")
+        for name, s in r["stages"].items():
+            peak = f", peak {s['peak_mb']:.0f} MB" if s["peak_mb"] is not None else ""
+            print(f"  {name:8s} {s['seconds']:9.1f} s {s['traces_per_s']:10,.0f} traces/s{peak}")
+        print(f"  rows {r['rows']}, configs {r['configs']}, shards {r['shards']}")
+    verdict = "PASS" if result["passed"] else "FAIL"
+    sizes = " vs ".join(f"{r['traces']:,}" for r in result["runs"])
+    print(f"peak memory ratio ({sizes}) {result['memory_ratio']} (must be <= {result['max_ratio']}): {verdict}")
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    ap = argparse.ArgumentParser(prog="python -m flows.bench.load", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES, help="traces per run")
+    ap.add_argument("--workdir", type=Path, default=None, help="default: a new temp folder")
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size, JSON out
+    ap.add_argument("--keep", action="store_true", help="keep the run folders")
+    args = ap.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(run_one(args.one, args.workdir)))
+        return None
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="thoughtmill-load-"))
+    try:
+        result = run_load(args.sizes, workdir)
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
