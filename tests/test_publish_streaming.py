@@ -84,7 +84,7 @@ def test_cut_respects_row_group_and_shard_sizes():
     tables = [pa.table({"text": ["x" * int(k) for k in rng.integers(0, 300, n)]}) for n in (0, 7, 120, 1, 45)]
     orders = [None, pc.sort_indices(tables[1]["text"]), None, None, pc.sort_indices(tables[4]["text"])]
     for group_bytes, shard_bytes in ((500, 1200), (2000, 2000), (100, 250), (10**9, 10**9)):
-        out = list(cut(zip(tables, orders), group_bytes, shard_bytes))
+        out = list(cut(zip(tables, tables, orders), group_bytes, shard_bytes))
         spans = [(id(t), a, b) for _, pieces in out for t, _, a, b in pieces]
         assert [t for t, a, _ in spans if a == 0] == [id(t) for t in tables if t.num_rows]  # every table, in order
         for (t1, _, b1), (t2, a2, _) in zip(spans, spans[1:]):

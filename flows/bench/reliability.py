@@ -98,7 +98,9 @@ def report(r: dict) -> None:
         f"hostile inputs tried {h['hostile_inputs']}, hangs {h['hangs']} (must be 0)"
     )
     if "load" in r:
-        print("load: " + json.dumps(r["load"], default=str))
+        from flows.bench.load import report as load_report
+
+        load_report(r["load"])
     print(f"took {r['seconds']} s; details in {r['json']}")
 
 

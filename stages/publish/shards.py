@@ -1,8 +1,9 @@
 """Deterministic Parquet shards for one published config, streamed with bounded memory.
 
 Why each choice:
-- the inputs are streamed one shard at a time (tables as given, shard folders in path order), so
-  memory depends on the largest input shard and the row groups in flight, never on the corpus;
+- inputs are streamed (tables as given, then shard files in path order): a file is read to cut its
+  rows into row groups, dropped, and read again by the writer thread when its rows are written, so
+  memory is about one row group per writer thread plus one input shard, never the corpus;
 - cast to the config's declared Features first, so readers see exactly the published schema
   (`string`, never `large_string`) and the file carries the `huggingface` features metadata;
 - rows in a fixed order: input shard by input shard, each sorted by the config's id column (a
@@ -15,21 +16,20 @@ Why each choice:
   Hub's viewer and `datasets` streaming handle well. Rows roll over into the next shard at a
   target size: the input's Arrow size (exact for tables, from the Parquet footers for files)
   spread evenly over the fewest shards under the limit, so shards come out about equal and the
-  limit holds even where the estimate is off. Each shard is written by its own thread (Arrow's
-  Parquet writer releases the GIL), one per core; the next row group is cut while they write, and
-  no more (memory: about one row group per core, plus one). Shards are written under temp names
-  and renamed `train-00000-of-00002.parquet` once the count is known.
+  limit holds even where the estimate is off. Shards are written in parallel, one thread per core
+  (Arrow's Parquet writer releases the GIL), under temp names renamed `train-00000-of-00002.parquet`
+  once the count is known.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import json
 import math
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +54,8 @@ MAX_SHARD_BYTES = 128_000_000  # uncompressed; ~50-70 MB files: many shards to w
 ROW_GROUP_BYTES = 64_000_000
 
 Source = pa.Table | Path | str
-Piece = tuple[pa.Table, pa.Array | None, int, int]  # rows start:stop of a table, in `order` if given
+Input = pa.Table | Callable[[], pa.Table]  # a validated table held in memory, or how to read one from its file
+Piece = tuple[Input, pa.Array | None, int, int]  # rows start:stop of an input, in `order` if given
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,23 @@ def _files(source: Path | str) -> list[Path]:
     return shard_paths(path) if path.is_dir() else [path]
 
 
-def input_tables(sources: list[Source], features: Features, config: str) -> Iterator[pa.Table]:
-    """Every input validated against `features`, one at a time: tables as given, then shard files in path order."""
+def read_input(path: Path, features: Features, config: str) -> pa.Table:
+    return validate(pq.read_table(path), features, f"{config}: {path}")
+
+
+def inputs(sources: list[Source], features: Features, config: str) -> Iterator[Input]:
+    """Every input, in order: tables as given (validated against `features`), then shard files in path
+    order, as readers: a file is read when its rows are needed and dropped after, never held."""
     for source in sources:
         if isinstance(source, pa.Table):
             yield validate(source, features, config)
         else:
             for path in _files(source):
-                yield validate(pq.read_table(path), features, f"{config}: {path}")
+                yield functools.partial(read_input, path, features, config)
+
+
+def load(source: Input) -> pa.Table:
+    return source if isinstance(source, pa.Table) else source()
 
 
 def _footer_bytes(path: Path) -> int:
@@ -100,19 +110,13 @@ def _footer_bytes(path: Path) -> int:
     return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
-def estimate_nbytes(sources: list[Source], first: pa.Table | None) -> float:
+def estimate_nbytes(sources: list[Source]) -> float:
     """Arrow bytes of all inputs without reading them: as held for tables; for files, the footers'
-    uncompressed Parquet sizes scaled by the Arrow/Parquet ratio of `first` (the first input, read)."""
-    scale = 1.0
-    if first is not None and sources and not isinstance(sources[0], pa.Table):
-        scale = first.nbytes / max(1, _footer_bytes(_files(sources[0])[0]))
-    total = 0.0
-    for source in sources:
-        if isinstance(source, pa.Table):
-            total += source.nbytes
-        else:
-            total += scale * sum(_footer_bytes(path) for path in _files(source))
-    return total
+    uncompressed Parquet sizes scaled by the Arrow/Parquet ratio of the first file (the one read)."""
+    files = [path for source in sources if not isinstance(source, pa.Table) for path in _files(source)]
+    scale = pq.read_table(files[0]).nbytes / max(1, _footer_bytes(files[0])) if files else 1.0
+    tables = sum(source.nbytes for source in sources if isinstance(source, pa.Table))
+    return tables + scale * sum(_footer_bytes(path) for path in files)
 
 
 def sort_indices(table: pa.Table) -> pa.Array | None:
@@ -158,14 +162,15 @@ def row_nbytes(table: pa.Table) -> np.ndarray:
 
 
 def cut(
-    tables: Iterable[tuple[pa.Table, pa.Array | None]], group_bytes: float, shard_bytes: float
+    tables: Iterable[tuple[Input, pa.Table, pa.Array | None]], group_bytes: float, shard_bytes: float
 ) -> Iterator[tuple[int, list[Piece]]]:
-    """(shard index, row group) for a stream of (table, order): rows in order, a row group closed before it
-    would pass `group_bytes`, a shard before it would pass `shard_bytes`; a row larger than either goes alone."""
+    """(shard index, row group) for a stream of (input, its table, order): rows in order, a row group closed
+    before it would pass `group_bytes`, a shard before it would pass `shard_bytes`; a row larger than either
+    goes alone. Pieces name the input, not the table, so a file's table is dropped once it is cut."""
     shard, shard_rows, shard_used = 0, 0, 0.0
     group: list[Piece] = []
     group_rows, group_used = 0, 0.0
-    for table, order in tables:
+    for source, table, order in tables:
         sizes = row_nbytes(table)
         cum = np.cumsum(sizes if order is None else sizes[order.to_numpy()])
         pos = 0
@@ -185,7 +190,7 @@ def cut(
                     continue
                 j = pos + 1
             used = float(cum[j - 1] - base)
-            group.append((table, order, pos, j))
+            group.append((source, order, pos, j))
             group_rows, group_used = group_rows + j - pos, group_used + used
             shard_rows, shard_used = shard_rows + j - pos, shard_used + used
             pos = j
@@ -194,10 +199,14 @@ def cut(
 
 
 def materialize(pieces: list[Piece], pool: pa.MemoryPool | None = None) -> pa.Table:
-    """The rows of `pieces` as one table: slices where the input was in order, else gathered (in `pool`)."""
-    parts = [
-        t.slice(a, b - a) if o is None else pc.take(t, o.slice(a, b - a), memory_pool=pool) for t, o, a, b in pieces
-    ]
+    """The rows of `pieces` as one table (files read now): slices where the input was in order, else
+    gathered (in `pool`)."""
+    parts = []
+    for source, order, a, b in pieces:
+        table = load(source)
+        parts.append(
+            table.slice(a, b - a) if order is None else pc.take(table, order.slice(a, b - a), memory_pool=pool)
+        )
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
@@ -279,23 +288,20 @@ def encoding_plan(sample: pa.Table) -> tuple[list[str], list[str]]:
     return dictionary, stats
 
 
-@dataclass
-class Slots:
-    """What bounds a config's memory while its shards are written in parallel."""
-
-    shards: threading.Semaphore  # shards being written (one writer thread each)
-    groups: threading.Semaphore  # row groups cut and not yet written
-
-
 def write_shard(
-    groups: queue.Queue, path: Path, schema: pa.Schema, plan, slots: Slots, pool: pa.MemoryPool | None = None
+    groups: queue.Queue,
+    path: Path,
+    schema: pa.Schema,
+    plan,
+    done: threading.Semaphore,
+    pool: pa.MemoryPool | None = None,
 ) -> tuple[int, int]:
     """Write the row groups put on `groups` (lists of pieces, None ends) to `path`; (rows, uncompressed bytes).
 
-    Each written group frees a `slots.groups` slot, the end of the shard a `slots.shards` one. On an
-    error the queue is still drained to its end (then the error is raised), so the producer, which
-    puts every group and then None, never blocks on a dead writer. The writer and the gathered rows
-    use `pool` (their buffers are freed and reused many times a second).
+    Each group's rows are read (or gathered) only now and dropped once written: memory is one row group
+    per writer. `done` is released at the end. On an error the queue is still drained to its end (then
+    the error is raised), so the producer, which puts every group and then None, never waits on a dead
+    writer. The writer and the gathered rows use `pool` (buffers freed and reused many times a second).
     """
     dictionary, stats = plan
     rows = nbytes = 0
@@ -311,16 +317,15 @@ def write_shard(
             memory_pool=pool,
         ) as writer:
             while (pieces := groups.get()) is not None:
-                part, pieces = materialize(pieces, pool), None  # drop references as soon as possible: memory
+                part = materialize(pieces, pool)
                 writer.write_table(part, row_group_size=part.num_rows)
                 rows, nbytes, part = rows + part.num_rows, nbytes + arrow_nbytes(part), None
-                slots.groups.release()
     except BaseException:
         while groups.get() is not None:
-            slots.groups.release()
+            pass
         raise
     finally:
-        slots.shards.release()
+        done.release()
     return rows, nbytes
 
 
@@ -389,33 +394,27 @@ def _write_config_shards(
     pool: pa.MemoryPool,
 ) -> list[ShardInfo]:
     schema = features.arrow_schema
-    tables = input_tables(sources, features, config)
-    first = next(tables, None)
-    estimate = estimate_nbytes(sources, first)
+    estimate = estimate_nbytes(sources)
     count = math.ceil(estimate / max_shard_bytes)  # rows spread evenly over these; 5% slack for the estimate
     target = max_shard_bytes if count <= 1 else min(max_shard_bytes, 1.05 * estimate / count)
     folder = Path(out_dir) / "data" / config
     folder.mkdir(parents=True, exist_ok=True)
-    ordered = ((t, sort_indices(t)) for t in itertools.chain([first] if first is not None else [], tables))
-    first = None
+    ordered = ((src, t, sort_indices(t)) for src in inputs(sources, features, config) for t in [load(src)])
     futures: list[Future] = []
     groups: queue.Queue | None = None
     writers = max(1, workers or os.cpu_count() or 1)
-    # Writers run in parallel; one more row group may be cut while they write. A new shard's writer
-    # starts when one finishes, and no row group is cut until one is written: bounded memory.
-    slots = Slots(threading.Semaphore(writers), threading.Semaphore(writers + 1))
+    shards_open = threading.Semaphore(writers)  # a new shard's writer starts when one finishes
     threads = ThreadPoolExecutor(max_workers=writers)
 
     def start(shard: int, plan) -> queue.Queue:
-        slots.shards.acquire()
-        q: queue.Queue = queue.Queue()
-        futures.append(threads.submit(write_shard, q, _tmp(folder, shard), schema, plan, slots, pool))
+        shards_open.acquire()
+        q: queue.Queue = queue.Queue()  # groups waiting in it name their rows; they hold no data
+        futures.append(threads.submit(write_shard, q, _tmp(folder, shard), schema, plan, shards_open, pool))
         return q
 
     try:
-        plan, row_groups = None, cut(ordered, row_group_bytes, target)
-        while slots.groups.acquire() and (item := next(row_groups, None)) is not None:
-            shard, pieces = item
+        plan = None
+        for shard, pieces in cut(ordered, row_group_bytes, target):
             if shard == len(futures):  # a new shard: end the previous one, start its writer
                 if groups is not None:
                     groups.put(None)
@@ -423,7 +422,6 @@ def _write_config_shards(
                 plan = plan or encoding_plan(_head(pieces, SAMPLE_ROWS))
                 groups = start(shard, plan)
             groups.put(pieces)
-            item = pieces = None  # the writer holds the group now; keeping it here would keep its rows alive
         if groups is None and not futures:  # no rows: one empty shard, so the config's schema is still published
             groups = start(0, encoding_plan(schema.empty_table()))
         if groups is not None:
