@@ -56,7 +56,13 @@ def stage_resume(
         cmd, killed, kills, random.Random(seed), workdir / f"{stage}-killed.log", max_delay
     )
     run.seconds = round(time.time() - start, 1)
-    return compare(output_rows(_outputs(base)), output_rows(_outputs(killed)), run)
+    compare(output_rows(_outputs(base)), output_rows(_outputs(killed)), run)
+    leftovers = [
+        p.name for folder in _outputs(killed) if folder.is_dir() for p in folder.iterdir() if ".tmp-" in p.name
+    ]
+    if leftovers:
+        run.notes.append(f"temp files left by killed writers: {sorted(leftovers)[:5]}")
+    return run
 
 
 def publish_resume(run_root: Path, workdir: Path, config: dict, kills: int = 3, seed: int = 0) -> FaultRun:

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
+from stages.paths import sweep_dead_temps
 from stages.secrets import scrub
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,12 @@ def publish_local(build_fn: Callable[[Path], T], dest: Path) -> T:
     dest = Path(dest).resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     _recover(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    sweep_dead_temps(dest.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         result = build_fn(tmp)
         os.chmod(tmp, 0o755)
-        aside = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex}") if dest.exists() else None
+        aside = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex}") if dest.exists() else None
         if aside is not None:
             os.rename(dest, aside)
         try:

@@ -79,3 +79,31 @@ def _run(d: dict):
     from infra.reliability.faults import FaultRun
 
     return FaultRun(**d)
+
+
+def test_temp_entries_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from stages.paths import sweep_dead_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / f".train-00000.parquet.tmp-{dead_pid}").write_bytes(b"half")
+    (tmp_path / f".dataset.tmp-{dead_pid}-abc").mkdir()
+    (tmp_path / f".dataset.tmp-{dead_pid}-abc" / "x").write_text("x")
+    (tmp_path / f".dataset.old-{dead_pid}-def").mkdir()
+    live = [
+        f".train-00001.parquet.tmp-{os.getpid()}",
+        f".dataset.tmp-{os.getpid()}-ghi",
+        "train-00000.parquet",
+        ".done",
+    ]
+    for name in live:
+        (tmp_path / name).write_text("keep")
+    removed = sweep_dead_temps(tmp_path)
+    assert sorted(removed) == sorted(
+        [f".train-00000.parquet.tmp-{dead_pid}", f".dataset.tmp-{dead_pid}-abc", f".dataset.old-{dead_pid}-def"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(live)
