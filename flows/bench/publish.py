@@ -14,6 +14,7 @@ The synthetic rows are built with vectorised Arrow/NumPy so the bench times the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -104,10 +105,13 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_publish(target_bytes: int = 200_000_000, repeats: int = 3) -> dict:
-    """MB/s per writer (alternating, `repeats` rounds), the per-round publish/plain ratios and file sizes.
+def bench_publish(target_bytes: int = 200_000_000, repeats: int = 5) -> dict:
+    """MB/s per writer (alternating, `repeats` rounds after one untimed warm-up round), the per-round
+    publish/plain ratios and file sizes.
 
-    `zstd` and `zstd+cdc` are plain writes with one option each, to show where the time goes.
+    `zstd` and `zstd+cdc` are plain writes with one option each, to show where the time goes. Dirty
+    pages are flushed (`os.sync`, untimed) before each write, so no writer pays for the write-back of
+    the one before it.
     """
     table = synthetic_traces(target_bytes)
     mb = table.nbytes / 1e6
@@ -115,12 +119,15 @@ def bench_publish(target_bytes: int = 200_000_000, repeats: int = 3) -> dict:
     sizes: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="thoughtmill-bench-publish-"))
     try:
-        for _ in range(repeats):
+        for round_ in range(repeats + 1):
             for name, write in WRITERS.items():
                 out = tmp / name
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
-                rates[name].append(mb / _seconds(lambda w=write, o=out: w(table, o)))
+                os.sync()
+                seconds = _seconds(lambda w=write, o=out: w(table, o))
+                if round_:  # round 0 warms up allocators and caches
+                    rates[name].append(mb / seconds)
                 sizes[name] = sum(p.stat().st_size for p in out.rglob("*.parquet")) / 1e6
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -395,8 +395,11 @@ def _write_config_shards(
 ) -> list[ShardInfo]:
     schema = features.arrow_schema
     estimate = estimate_nbytes(sources)
-    count = math.ceil(estimate / max_shard_bytes)  # rows spread evenly over these; 5% slack for the estimate
-    target = max_shard_bytes if count <= 1 else min(max_shard_bytes, 1.05 * estimate / count)
+    count = math.ceil(estimate / max_shard_bytes)  # rows spread evenly over these
+    # slack so the last shard's rows never spill into an extra one: a few rows' worth when the size is
+    # exact (tables in memory), 5% when it is estimated from Parquet footers
+    slack = 1.005 if all(isinstance(s, pa.Table) for s in sources) else 1.05
+    target = max_shard_bytes if count <= 1 else min(max_shard_bytes, slack * estimate / count)
     folder = Path(out_dir) / "data" / config
     folder.mkdir(parents=True, exist_ok=True)
     ordered = ((src, t, sort_indices(t)) for src in inputs(sources, features, config) for t in [load(src)])
