@@ -1,7 +1,10 @@
 import random
 
+import pytest
+
 from stages.problems import arithmetic
 from stages.problems.arithmetic import first_error, generate, step_truth, trace_paragraphs
+from stages.problems.arithmetic_space import available, expressions, total
 
 
 def test_generation_is_deterministic_and_splits_are_disjoint():
@@ -31,3 +34,15 @@ def test_step_truth_rejects_true_claims_that_are_not_steps_of_this_problem():
     a, op, b, c = arithmetic.solution_steps(p.tree)[0]
     assert step_truth(p.tree, [f"{a} {op} {b} = {c}", "Wait, let me check it again."]) == [True, True]
     assert step_truth(p.tree, [f"{a} {op} {b} = {c + 1}", f"Wait, {a} {op} {b} = {c}, not {c + 1}."]) == [False, True]
+
+
+def test_asking_for_more_problems_than_a_split_holds_raises_at_the_call():
+    assert {s: available(s) for s in ("train", "eval", "demo")} == {"train": 40_372, "eval": 4_844, "demo": 5_038}
+    assert total() == 50_254 and total(1, 2) == len(set(expressions(1, 2)))
+    with pytest.raises(ValueError, match=r"'demo' holds 5,038 distinct problems with 2-3 operations, so 5,039"):
+        generate("demo", 5_039)
+    small = available("eval", 1, 1)  # a world small enough to draw dry
+    drawn = [p.expression for p in generate("eval", small, seed=2, min_ops=1, max_ops=1)]
+    assert len(set(drawn)) == small == 14
+    with pytest.raises(ValueError, match=rf"'eval' holds {small} distinct problems with 1-1 operations"):
+        generate("eval", small + 1, seed=2, min_ops=1, max_ops=1)

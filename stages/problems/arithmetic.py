@@ -21,6 +21,10 @@ OPS = ("+", "-", "*")
 _PREC = {"+": 1, "-": 1, "*": 2}
 # A problem's split is decided by the hash of its text: 80% train, 10% eval, 10% demo.
 _SPLIT_BUCKETS: dict[Split, range] = {"train": range(0, 8), "eval": range(8, 9), "demo": range(9, 10)}
+# The numbers a tree may draw: its first number, then each operation's right operand. Shared with
+# `arithmetic_space`, which counts the problems these allow, so the sampler and the count agree.
+FIRST = range(1, 10)
+OPERANDS = {"+": range(1, 10), "-": range(1, 10), "*": range(2, 6)}
 CLAIM_RE = re.compile(r"(-?\d+) ([+\-*]) (-?\d+) = (-?\d+)")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -63,10 +67,10 @@ def split_of(text: str) -> Split:
 def _random_tree(rng: random.Random, n_ops: int) -> Node:
     """A left-deep tree, e.g. `(23 + 58) * 4 - 17`: each step combines the running result with
     the next number, so the difficulty is the arithmetic, not parsing precedence."""
-    node = Node(rng.randint(1, 9))
+    node = Node(rng.randint(FIRST[0], FIRST[-1]))
     for _ in range(n_ops):
         op = rng.choice(OPS)
-        node = Node(op=op, left=node, right=Node(rng.randint(2, 5) if op == "*" else rng.randint(1, 9)))
+        node = Node(op=op, left=node, right=Node(rng.randint(OPERANDS[op][0], OPERANDS[op][-1])))
     return node
 
 
@@ -101,7 +105,19 @@ def problem_id_for(source: str, text: str) -> str:
 
 
 def generate(split: Split, n: int, seed: int = 0, min_ops: int = 2, max_ops: int = 3) -> Iterator[ArithmeticProblem]:
-    """Yield `n` distinct problems of one split, deterministically from `seed`."""
+    """`n` distinct problems of one split, deterministically from `seed`.
+
+    The world is finite (40,372 train, 4,844 eval and 5,038 demo problems with 2-3 operations) and
+    draws repeat until `n` distinct ones are found, so asking for more than a split holds would
+    never end: that raises `ValueError` here, at the call, before anything is drawn.
+    """
+    from stages.problems.arithmetic_space import require_available  # it builds on this module
+
+    require_available(split, n, min_ops, max_ops)
+    return _draw(split, n, seed, min_ops, max_ops)
+
+
+def _draw(split: Split, n: int, seed: int, min_ops: int, max_ops: int) -> Iterator[ArithmeticProblem]:
     rng = random.Random(f"arith-{seed}-{split}")
     seen: set[str] = set()
     while len(seen) < n:
