@@ -33,7 +33,7 @@ from stages.generate import Generate
 from stages.inspect import build_report
 from stages.label.stage import Label
 from stages.pairs.stage import Pairs
-from stages.problems.shards import write_problem_shards
+from stages.problems.shards import reject_counts, write_problem_shards
 from stages.publish.stage import publish
 from stages.secrets import scrub
 from stages.shards import shard_paths
@@ -113,7 +113,8 @@ def problems_task(recipe: Recipe, root: Path, fingerprint: str) -> dict:
     moved = claim_outputs(root, "problems", "problems", fingerprint)
     if not shard_paths(root / "problems"):
         write_problem_shards(recipe.problems, root / "problems")
-    return {"shards": len(shard_paths(root / "problems")), "stale_moved_to": moved}
+    refused = reject_counts(root / "problems")  # shown with every stage's drops by reason
+    return {"shards": len(shard_paths(root / "problems")), **refused, "stale_moved_to": moved}
 
 
 @task(name="stage", task_run_name="{name}", retries=2, retry_delay_seconds=5)

@@ -33,8 +33,15 @@ MAX_PAYLOAD = 4096
 
 
 def reject(row_id: str, stage: str, reason: str, detail: str, row: dict[str, Any] | None = None) -> dict:
-    payload = json.dumps(row or {}, default=str, ensure_ascii=False)[:MAX_PAYLOAD]
-    return {"row_id": row_id or "", "stage": stage, "reason": reason, "detail": detail[:1000], "payload": payload}
+    payload = _utf8(json.dumps(row or {}, default=str, ensure_ascii=False))[:MAX_PAYLOAD]
+    row_id, detail = _utf8(row_id or ""), _utf8(detail)[:1000]
+    return {"row_id": row_id, "stage": stage, "reason": reason, "detail": detail, "payload": payload}
+
+
+def _utf8(text: str) -> str:
+    """`text` with lone surrogates as `\\udXXX` escapes: a reject row must be writable even when the
+    row it refuses is not (in the JSON payload the escape even reads back as the same character)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ShardStage(PipelineStep):

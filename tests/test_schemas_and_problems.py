@@ -4,9 +4,11 @@ import datasets
 import pyarrow as pa
 import pytest
 
-from schemas import PROBLEMS, TRACES, SchemaError, validate
-from stages.problems.shards import write_problem_shards
+from schemas import PROBLEMS, REJECTS, TRACES, SchemaError, validate
+from stages.problems import shards as problem_shards
+from stages.problems.shards import reject_counts, write_problem_shards
 from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.shards import read_table
 
 
 def test_problem_shards_round_trip_through_datasets(tmp_path):
@@ -46,3 +48,21 @@ def test_hub_loader_maps_columns_of_a_dataset_by_name(tmp_path):
     assert validate(pa.Table.from_pylist(got, schema=PROBLEMS.arrow_schema), PROBLEMS).num_rows == 4
     with pytest.raises(KeyError, match="no column"):
         list(load_problems(cfg.model_copy(update={"answer_column": "solution"})))
+
+
+def test_a_problem_parquet_cannot_hold_is_refused_with_a_reason_and_the_rest_written(tmp_path, monkeypatch):
+    rows = list(load_problems(ProblemSourceConfig(split="demo", limit=5)))
+    rows[1] = {**rows[1], "problem": "What is 2 \ud800+ 3?"}  # lone surrogate: not encodable as UTF-8
+    rows[3] = {**rows[3], "answer": "\udcff"}
+    monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: iter(rows))
+    paths = write_problem_shards(ProblemSourceConfig(split="demo", limit=5), tmp_path / "problems", shard_size=4)
+    written = [r for p in paths for r in read_table(p, PROBLEMS).to_pylist()]
+    assert [r["problem_id"] for r in written] == [rows[i]["problem_id"] for i in (0, 2, 4)]
+    rejects = read_table(tmp_path / "problems_rejects" / "problems-00000.parquet", REJECTS).to_pylist()
+    assert [(r["row_id"], r["stage"], r["reason"]) for r in rejects] == [
+        (rows[i]["problem_id"], "problems", "invalid_utf8") for i in (1, 3)
+    ]
+    assert "problem text holds lone surrogates" in rejects[0]["detail"] and "answer" in rejects[1]["detail"]
+    assert json.loads(rejects[0]["payload"])["problem"] == rows[1]["problem"]  # escaped, reads back the same
+    assert not (tmp_path / "problems_rejects" / "problems-00001.parquet").exists()
+    assert reject_counts(tmp_path / "problems") == {"rejected_invalid_utf8": 2}

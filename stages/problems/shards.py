@@ -1,16 +1,65 @@
-"""Write problems from a source into `problems` shards of a fixed size."""
+"""Write problems from a source into `problems` shards of a fixed size.
+
+A row Parquet cannot hold (a lone surrogate, e.g. from bytes decoded with `surrogateescape` or a
+`\\ud800` JSON escape) would fail its whole shard and with it the run, so it goes to
+`problems_rejects/` with a reason code instead, as every stage's refused rows do (`ShardStage`):
+same folder naming, reject shard named after its problems shard, same reason codes as Generate's
+`check_problem`. Everything else is written.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from schemas import PROBLEMS
+from loguru import logger
+
+from schemas import PROBLEMS, REJECTS
+from stages.base import reject
 from stages.problems.sources import ProblemSourceConfig, load_problems
-from stages.shards import batched, to_table, write_table
+from stages.shards import batched, read_table, shard_paths, to_table, write_table
+
+STAGE = "problems"
+
+
+def unwritable(row: dict) -> tuple[str, str] | None:
+    """(reason, detail) when a text column of `row` cannot be encoded as UTF-8, else None."""
+    for column, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return "invalid_utf8", f"the {column} text holds lone surrogates (undecodable bytes) at {exc.start}"
+    return None
+
+
+def rejects_dir(out: Path) -> Path:
+    """Where the rows refused while writing `out` go (the `ShardStage` convention)."""
+    return Path(out).parent / f"{Path(out).name}_rejects"
 
 
 def write_problem_shards(cfg: ProblemSourceConfig, out: Path, shard_size: int = 1000) -> list[Path]:
+    """Write shard i from source rows [i * shard_size, (i + 1) * shard_size), less any refused
+    rows, which go to a reject shard of the same name. Returns the problems shards."""
     paths = []
     for i, rows in enumerate(batched(load_problems(cfg), shard_size)):
-        paths.append(write_table(to_table(rows, PROBLEMS), Path(out) / f"problems-{i:05d}.parquet", PROBLEMS))
+        name = f"problems-{i:05d}.parquet"
+        good, bad = [], []
+        for row in rows:
+            if refused := unwritable(row):
+                bad.append(reject(str(row.get("problem_id") or ""), STAGE, *refused, row=row))
+            else:
+                good.append(row)
+        if bad:
+            logger.warning(f"{STAGE}: {len(bad)} row(s) of {name} refused ({bad[0]['reason']}: {bad[0]['detail']})")
+            write_table(to_table(bad, REJECTS), rejects_dir(out) / name, REJECTS)
+        paths.append(write_table(to_table(good, PROBLEMS), Path(out) / name, PROBLEMS))
     return paths
+
+
+def reject_counts(out: Path) -> dict[str, int]:
+    """`rejected_<reason>` counts of the rows refused while writing `out`, as stage stats name them."""
+    counts: Counter[str] = Counter()
+    for path in shard_paths(rejects_dir(out)):
+        counts.update(read_table(path, REJECTS).column("reason").to_pylist())
+    return {f"rejected_{reason}": n for reason, n in sorted(counts.items())}
