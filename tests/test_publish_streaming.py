@@ -30,7 +30,7 @@ from stages.label.stage import Label, LabelConfig
 from stages.pairs.stage import Pairs, PairsConfig
 from stages.publish.card import labels_section
 from stages.publish.figures import TraceStats, length_accuracy, reliability
-from stages.publish.shards import arrow_nbytes, cut, row_nbytes
+from stages.publish.layout import arrow_nbytes, cut, row_nbytes
 from stages.publish.stage import PublishConfig, publish, trace_stats
 from stages.shards import read_table, shard_paths, write_table
 

@@ -1,6 +1,7 @@
 """Publishing: the curated configs as a Hub-ready dataset folder (shards, figures, card), locally or on the Hub.
 
-Split into parts so each concern can be read and tested alone: `shards` (deterministic Parquet),
+Split into parts so each concern can be read and tested alone: `layout` (row order, row groups and
+shards by size, column encodings), `shards` (deterministic Parquet, streamed),
 `figures` (diagnostic PNGs), `card` (README.md generated from the data), `hub` (atomic local
 publish and idempotent Hub commits) and `stage` (the single-process reduction tying them together).
 """
