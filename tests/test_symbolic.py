@@ -10,15 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.label.symbolic import (
-    Claim,
-    SymbolicLabeler,
-    check_claim,
-    check_step,
-    check_steps,
-    find_claims,
-    first_error,
-)
+from stages.label.exact_arithmetic import Claim, check_claim
+from stages.label.symbolic import SymbolicLabeler, check_step, check_steps, find_claims, first_error
 
 PRM800K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prm800k_sample.jsonl"
 
