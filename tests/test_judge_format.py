@@ -15,3 +15,35 @@ def test_parse_verdict_well_formed_and_malformed():
     assert parse_verdict("\\boxed{7}", 3).error == "index_out_of_range"
     assert parse_verdict("\\boxed{-2}", 3).error == "index_out_of_range"
     assert parse_verdict("\\boxed{one}", 3).index is None
+
+
+def test_pairs_lines_put_claim_and_recomputed_digits_side_by_side():
+    from infra.tiny_reasoner.judge_data import judge_target, pairs_line
+
+    assert pairs_line(1, 13, "-", 4, 3, 9) == "[1] 13 - 4 = 3; 13 - 4 = 9; 00 39 wrong"
+    assert pairs_line(0, 7, "+", 9, 16, 16) == "[0] 7 + 9 = 16; 7 + 9 = 16; 11 66 ok"
+    assert pairs_line(2, 34, "*", 3, 102, 102).endswith("= 102 ok")  # past two digits: no pairs
+    steps = ["7 * 2 = 16, now 16 - 7", "16 - 7 = 9", "So the answer is 9."]
+    assert judge_target(steps, [False, False, False], "pairs") == (
+        "<think>\n[0] 7 * 2 = 16; 7 * 2 = 14; 11 64 wrong\n</think>\n\n\\boxed{0}"
+    )
+
+
+def test_drill_verdicts_say_whether_each_claim_is_right():
+    import random
+    import re
+
+    from infra.tiny_reasoner.judge_data import drill_example
+    from stages.problems.arithmetic import apply, generate
+
+    problems = list(generate("train", 200, seed=0))
+    verdicts = []
+    for seed in range(20):
+        prompt, target = drill_example(problems, random.Random(seed))
+        for line in target.splitlines():
+            a, op, b, c = re.match(r"\[\d+\] (\d+) (\S) (\d+) = (\d+);", line).groups()
+            verdict = line.rsplit(" ", 1)[1]
+            assert verdict == ("ok" if apply(op, int(a), int(b)) == int(c) else "wrong"), line
+            assert f"{a} {op} {b} = {c}" in prompt
+            verdicts.append(verdict)
+    assert 0.3 < verdicts.count("wrong") / len(verdicts) < 0.7

@@ -20,19 +20,10 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from infra.tiny_reasoner.judge_data import drill_example, judge_example
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from stages.label.judge_format import judge_prompt, parse_verdict
-from stages.problems.arithmetic import (
-    CLAIM_RE,
-    ArithmeticProblem,
-    apply,
-    first_error,
-    generate,
-    render_completion,
-    solution_steps,
-    step_truth,
-    trace_paragraphs,
-)
+from stages.problems.arithmetic import generate, render_completion, trace_paragraphs
 
 # One run trains the teacher; the student is the same run's snapshot taken when its sampled
 # accuracy first reaches the student target (a weaker model of the same family, as a smaller or
@@ -45,37 +36,42 @@ HERE = Path(__file__).parent
 BOXED = re.compile(r"\\boxed\{(-?\d+)\}")
 
 
-def judge_example(problem: ArithmeticProblem, rng: random.Random) -> tuple[str, str]:
-    """A judge task: numbered steps with at most one uncorrected slip; the target thinks
-    through each step (recomputing claims) up to the earliest wrong one."""
-    n_ops = len(solution_steps(problem.tree))
-    slip_at = rng.randrange(n_ops) if rng.random() < 0.5 else None
-    steps = trace_paragraphs(problem, rng, p_check=0.1, p_fix=0.05, slip_at=slip_at)
-    truth = step_truth(problem.tree, steps)
-    bad = first_error(truth)
-    lines = []
-    for i, text in enumerate(steps[: bad + 1] if bad >= 0 else steps):
-        claim = CLAIM_RE.search(text)
-        verdict = "ok" if truth[i] else "wrong"
-        if claim:
-            a, op, b, _ = claim.groups()
-            lines.append(f"[{i}] {a} {op} {b} = {apply(op, int(a), int(b))} {verdict}")
-        else:
-            lines.append(f"[{i}] {verdict}")
-    target = "<think>\n" + "\n\n".join(lines) + f"\n</think>\n\n\\boxed{{{bad}}}"
-    return judge_prompt(problem.text, steps, template="compact"), target
+def _cpu_has_bf16() -> bool:
+    """bf16 autocast is ~2x faster on CPUs with AVX512-BF16/AMX and ~14x slower without them
+    (emulated; measured on an AMD EPYC without avx512_bf16), so use it only where it helps."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def examples(seed: int, judge_share: float, batch_size: int):
+def autocast():
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=_cpu_has_bf16())
+
+
+def examples(
+    seed: int,
+    judge_share: float,
+    batch_size: int,
+    drill_share: float = 0.0,
+    judge_format: str = "recompute",
+    p_slip: float = 0.5,
+):
+    """Batches of one task each (judge examples are longer, mixing them wastes padding): judge tasks
+    (`judge_share`), judge drills (`drill_share`), else generation traces."""
     rng = random.Random(seed)
     problems = list(generate("train", 20_000, seed=seed))
-    while True:  # one task per batch: judge examples are twice as long, mixing them wastes padding
-        judge = rng.random() < judge_share
+    while True:
+        u = rng.random()
+        judge, drill = u < judge_share, judge_share <= u < judge_share + drill_share
         batch = []
         while len(batch) < batch_size:
             p = problems[rng.randrange(len(problems))]
-            if judge:
-                prompt, completion = judge_example(p, rng)
+            if drill:
+                prompt, completion = drill_example(problems, rng)
+            elif judge:
+                prompt, completion = judge_example(p, rng, judge_format, p_slip)
             else:
                 paragraphs = trace_paragraphs(p, rng, p_check=0.1, p_fix=0.05)
                 prompt, completion = p.text, render_completion(paragraphs, str(p.answer))
@@ -106,7 +102,7 @@ def sampled_accuracy(model, tok, n: int = 160, seed: int = 1) -> float:
     problems = list(generate("eval", n, seed=0))
     prompts = [f"<|user|>{p.text}<|assistant|>" for p in problems]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast():
         out = model.generate(
             **enc,
             do_sample=True,
@@ -135,9 +131,9 @@ def judge_accuracy(model, tok, n: int = 100) -> dict:
     tasks = judge_tasks(n)
     prompts = [f"<|user|>{judge_prompt(p.text, steps, 'compact')}<|assistant|>" for p, steps, _ in tasks]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with autocast():
         out = model.generate(
-            **enc, do_sample=False, max_new_tokens=160, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+            **enc, do_sample=False, max_new_tokens=300, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
         )
     texts = tok.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
     model.train()
@@ -206,7 +202,7 @@ def train(
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = lr * warm * max(0.1, 0.5 * (1 + math.cos(math.pi * min(step / est_steps, 1.0))))
-        with torch.autocast("cpu", dtype=torch.bfloat16):  # ~2x faster on AVX512-BF16 CPUs
+        with autocast():
             loss = model(input_ids=x, attention_mask=mask, labels=y).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
