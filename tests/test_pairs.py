@@ -8,7 +8,9 @@ import pyarrow as pa
 import pytest
 from datasets import load_dataset
 
-from schemas import CONFIGS, FRONTIER, PAIRS
+from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
+from stages.pairs.common import by_problem
+from stages.pairs.fidelity_pairs import faithful, fidelity_pairs, unfaithful_reason
 from stages.shards import read_table, shard_paths
 
 pytestmark = pytest.mark.vllm
@@ -18,10 +20,18 @@ def rows(folder, features):
     return pa.concat_tables([read_table(p, features) for p in shard_paths(folder)]).to_pylist()
 
 
+def fidelity_eligible(labeled: list[dict]) -> bool:
+    """A problem with both a faithful and an unfaithful trace: what a fidelity pair needs."""
+    groups = by_problem(labeled).values()
+    return any(any(map(faithful, g)) and any(map(unfaithful_reason, g)) for g in groups)
+
+
 def test_every_pair_kind_is_built_with_a_real_preference(demo_run):
     pairs = rows(demo_run[0] / "pairs", PAIRS)
     kinds = {p["kind"] for p in pairs}
-    assert kinds == {"step", "trace", "fidelity"}, kinds
+    # fidelity pairs need an unfaithful trace beside a faithful one; 48 sampled traces may have none
+    eligible = fidelity_eligible(rows(demo_run[0] / "labeled", LABELED_TRACES))
+    assert kinds == {"step", "trace"} | ({"fidelity"} if eligible else set()), (kinds, eligible)
     assert len({p["pair_id"] for p in pairs}) == len(pairs)
     for p in pairs:
         assert p["chosen"].strip() != p["rejected"].strip()
@@ -68,3 +78,23 @@ def test_published_configs_load_by_path_with_declared_features(demo_run):
         assert ds.features == features, name
     prm = load_dataset(str(dataset), "prm", split="train")
     assert len(prm) > 0 and all(isinstance(x, bool) for r in prm for x in r["labels"])
+
+
+def test_fidelity_pairs_prefer_the_faithful_trace_of_the_same_problem(demo_run):
+    """On the demo's real labeled traces: make one faithful trace misaligned (its thinking concluded
+    another answer) and it becomes the rejected side of a fidelity pair against a faithful sibling."""
+    labeled = rows(demo_run[0] / "labeled", LABELED_TRACES)
+    group = next(
+        g for g in by_problem(labeled).values() if sum(map(faithful, g)) >= 2 and not any(map(unfaithful_reason, g))
+    )
+    victim = sorted((t for t in group if faithful(t)), key=lambda t: t["trace_id"])[-1]
+    victim = {**victim, "thinking_answer_agrees": False, "completion": victim["completion"] + " (misaligned)"}
+    group = [victim if t["trace_id"] == victim["trace_id"] else t for t in group]
+    pairs = [p for p in fidelity_pairs(group) if p is not None]
+    assert len(pairs) == 1, pairs
+    provenance = json.loads(pairs[0]["provenance"])
+    assert provenance["rejected_trace"] == victim["trace_id"] and provenance["rejected_reason"] == "misaligned"
+    assert provenance["chosen_trace"] != victim["trace_id"] and faithful(
+        next(t for t in group if t["trace_id"] == provenance["chosen_trace"])
+    )
+    assert pairs[0]["rejected"] == victim["completion"]
