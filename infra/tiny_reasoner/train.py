@@ -156,13 +156,11 @@ def train(
     minutes: float,
     batch: int,
     lr: float,
-    init: Path | None = None,
     judge_share: float = JUDGE_SHARE,
-    finetune: bool = False,
     max_steps: int | None = None,
 ) -> dict:
-    """From scratch: save the student and teacher snapshots at their targets. `finetune`: continue
-    `init` for `minutes` (e.g. judge-heavy) and save the result as the teacher."""
+    """From scratch: save the student and teacher snapshots at their targets (the teacher is then
+    fine-tuned as a judge by `finetune_judge`)."""
     cfg = {**MODEL, "judge_share": judge_share}
     torch.manual_seed(seed)
     tok = build_tokenizer()
@@ -181,7 +179,7 @@ def train(
         eos_token_id=tok.eos_token_id,
         bos_token_id=tok.eos_token_id,
     )
-    model = LlamaForCausalLM.from_pretrained(init) if init else LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     budget = 60 * minutes
@@ -191,7 +189,6 @@ def train(
         "batch": batch,
         "lr": lr,
         "judge_share": judge_share,
-        "init": str(init) if init else None,
     }
     saved: set[str] = set()
     data = examples(seed, cfg["judge_share"], batch)
@@ -229,7 +226,7 @@ def train(
             )
             print(json.dumps(history[-1]), flush=True)
             for role, target in TARGETS.items():
-                if acc >= target and role not in saved and not finetune:
+                if acc >= target and role not in saved:
                     saved.add(role)
                     save(
                         model,
@@ -239,13 +236,13 @@ def train(
                     )
             if "teacher" in saved:
                 break
-    for role in ["teacher"] if finetune else TARGETS:  # budget spent before a target: save what there is
+    for role in TARGETS:  # budget spent before a target: save what there is
         if role not in saved:
             save(
                 model,
                 tok,
                 out / role,
-                {**run_info, "role": role, "steps": step, "target_missed": not finetune, "history": history},
+                {**run_info, "role": role, "steps": step, "target_missed": True, "history": history},
             )
     return {"params": n_params, "steps": step, "minutes": round((time.time() - start) / 60, 2), "saved": sorted(saved)}
 
@@ -258,9 +255,7 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--init", type=Path, help="continue from this checkpoint instead of from scratch")
     ap.add_argument("--judge-share", type=float, default=JUDGE_SHARE, help="share of batches on the judge task")
-    ap.add_argument("--finetune", action="store_true", help="train --init for --minutes, save as the teacher")
     ap.add_argument("--max-steps", type=int, help="stop after this many steps (a budget independent of machine load)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -270,9 +265,7 @@ if __name__ == "__main__":
         args.minutes,
         args.batch,
         args.lr,
-        args.init,
         args.judge_share,
-        args.finetune,
         max_steps=args.max_steps,
     )
     print(json.dumps(result))
