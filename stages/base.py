@@ -27,7 +27,7 @@ from tqdm import tqdm
 from schemas import REJECTS, SchemaError
 from stages.engine import close_shared_engines, in_worker_process
 from stages.paths import sweep_dead_temps
-from stages.shards import read_table, row_count, shard_paths, to_table, write_table
+from stages.shards import read_table, rejects_dir, row_count, shard_paths, to_table, write_table
 
 MAX_PAYLOAD = 4096
 
@@ -52,7 +52,7 @@ class ShardStage(PipelineStep):
     def __init__(self, input_dir: str | Path, output_dir: str | Path, chunk_size: int = 64) -> None:
         super().__init__()
         self.input_dir, self.output_dir, self.chunk_size = Path(input_dir), Path(output_dir), chunk_size
-        self.rejects_dir = self.output_dir.parent / f"{self.output_dir.name}_rejects"
+        self.rejects_dir = rejects_dir(self.output_dir)
 
     def setup(self, rank: int) -> None:  # noqa: B027 - optional hook
         """Prepare expensive resources; called once per rank, only if a chunk needs work."""

@@ -27,6 +27,11 @@ class DiskFullError(OSError):
     """No room left for a shard. Finished shards are intact; free space and re-run to resume."""
 
 
+def rejects_dir(out: Path) -> Path:
+    """Where the rows refused while writing the folder `out` go: `<out>_rejects` beside it."""
+    return Path(out).parent / f"{Path(out).name}_rejects"
+
+
 def batched(items: Iterable, size: int) -> Iterator[list]:
     """Consecutive lists of `size` items (itertools.batched arrives in Python 3.12)."""
     it = iter(items)

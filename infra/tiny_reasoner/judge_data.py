@@ -35,8 +35,10 @@ from stages.problems.arithmetic import (
 VERDICTS = ("ok", "wrong")
 
 
-def pairs_line(i: int, a: int, op: str, b: int, claimed: int, value: int) -> str:
-    verdict = "ok" if claimed == value else "wrong"
+def pairs_line(i: int, a: int, op: str, b: int, claimed: int, value: int, verdict: str | None = None) -> str:
+    """A `pairs` judge line; `verdict` defaults to whether the claim is right (a judge task passes
+    the step's truth, which also counts e.g. a stale operand)."""
+    verdict = verdict or ("ok" if claimed == value else "wrong")
     if not (0 <= claimed <= 99 and 0 <= value <= 99):  # outside the digit pairs' reach: rare
         return f"[{i}] {a} {op} {b} = {claimed}; {a} {op} {b} = {value} {verdict}"
     c, v = f"{claimed:02d}", f"{value:02d}"
@@ -50,8 +52,7 @@ def judge_line(i: int, step: str, ok: bool, fmt: str) -> str:
     a, op, b, c = claim.groups()
     value = apply(op, int(a), int(b))
     if fmt == "pairs":
-        line = pairs_line(i, int(a), op, int(b), int(c), value)
-        return line.rsplit(" ", 1)[0] + f" {VERDICTS[not ok]}"  # the step's truth decides (e.g. a stale operand)
+        return pairs_line(i, int(a), op, int(b), int(c), value, VERDICTS[not ok])
     return f"[{i}] {a} {op} {b} = {value} {VERDICTS[not ok]}"
 
 

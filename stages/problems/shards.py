@@ -17,7 +17,7 @@ from loguru import logger
 from schemas import PROBLEMS, REJECTS
 from stages.base import reject
 from stages.problems.sources import ProblemSourceConfig, load_problems
-from stages.shards import batched, read_table, shard_paths, to_table, write_table
+from stages.shards import batched, read_table, rejects_dir, shard_paths, to_table, write_table
 
 STAGE = "problems"
 
@@ -31,11 +31,6 @@ def unwritable(row: dict) -> tuple[str, str] | None:
             except UnicodeEncodeError as exc:
                 return "invalid_utf8", f"the {column} text holds lone surrogates (undecodable bytes) at {exc.start}"
     return None
-
-
-def rejects_dir(out: Path) -> Path:
-    """Where the rows refused while writing `out` go (the `ShardStage` convention)."""
-    return Path(out).parent / f"{Path(out).name}_rejects"
 
 
 def write_problem_shards(cfg: ProblemSourceConfig, out: Path, shard_size: int = 1000) -> list[Path]:
