@@ -3,8 +3,9 @@ import random
 import pytest
 
 from stages.problems import arithmetic
-from stages.problems.arithmetic import first_error, generate, step_truth, trace_paragraphs
+from stages.problems.arithmetic import generate, trace_paragraphs
 from stages.problems.arithmetic_space import available, expressions, total
+from stages.problems.arithmetic_truth import first_error, parse_expression, step_truth
 
 
 def test_generation_is_deterministic_and_splits_are_disjoint():
@@ -46,3 +47,16 @@ def test_asking_for_more_problems_than_a_split_holds_raises_at_the_call():
     assert len(set(drawn)) == small == 14
     with pytest.raises(ValueError, match=rf"'eval' holds {small} distinct problems with 1-1 operations"):
         generate("eval", small + 1, seed=2, min_ops=1, max_ops=1)
+
+
+def test_a_step_that_restates_what_is_left_wrongly_is_the_first_error():
+    """`8 + 1 = 9, now 9 + 1` is wrong where it is said, not only at the next claim that uses it."""
+    tree = parse_expression("2 + 6 + 1")
+    steps = ["2 + 6 = 8, now 8 + 1", "8 + 1 = 9, now 9 + 1", "9 + 1 = 10", "So the answer is 10."]
+    assert step_truth(tree, steps) == [True, False, False, False]
+    slipped = ["2 + 6 = 7, now 7 + 1", "7 + 1 = 8", "So the answer is 8."]  # a slip carried forward
+    assert first_error(step_truth(tree, slipped)) == 0 and step_truth(tree, slipped)[1]
+    fixed = ["2 + 6 = 7", "Wait, 2 + 6 = 8, not 7, now 8 + 1.", "8 + 1 = 9", "So the answer is 9."]
+    assert step_truth(tree, fixed) == [False, True, True, True]
+    recheck = ["3 - 3 = 0, now 0 * 4 * 4", "0 * 4 = 0", "Wait, 0 * 4 = 0, not 0, now 0 * 4.", "0 * 4 = 0"]
+    assert all(step_truth(parse_expression("(3 - 3) * 4 * 4"), recheck))  # a re-check, not the next step

@@ -22,6 +22,7 @@ from schemas import PROBLEMS, TRACES
 from stages.engine.types import Sample, SamplingConfig
 from stages.generate import GenerateConfig, build_trace
 from stages.problems import arithmetic
+from stages.problems.arithmetic_truth import parse_expression
 from stages.problems.sources import arithmetic_problems
 from stages.shards import batched, to_table, write_table
 
@@ -50,7 +51,7 @@ def _sample(text: str, rng: np.random.Generator, slip_from: int | None) -> Sampl
 def problem_traces(problem: dict, per_problem: int, seed: int, cfg: GenerateConfig) -> list[dict]:
     """`per_problem` traces of one problem; about half carry an uncorrected slip."""
     expression = problem["problem"].removeprefix("What is ").removesuffix("?")
-    tree = arithmetic.parse_expression(expression)
+    tree = parse_expression(expression)
     arith = arithmetic.ArithmeticProblem(problem["problem_id"], expression, tree, tree.eval(), "train")
     rng = random.Random(f"{seed}-{problem['problem_id']}")
     nprng = np.random.default_rng(rng.getrandbits(32))

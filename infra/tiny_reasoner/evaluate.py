@@ -14,6 +14,7 @@ from stages.answers import extract_answer, split_thinking
 from stages.engine import Engine, SamplingConfig
 from stages.label.judge_format import judge_prompt, parse_verdict
 from stages.problems import arithmetic
+from stages.problems.arithmetic_truth import first_error, step_truth
 
 
 @dataclass
@@ -55,7 +56,7 @@ def judge_tasks(n: int, seed: int = 0) -> list[tuple[arithmetic.ArithmeticProble
         n_ops = len(arithmetic.solution_steps(p.tree))
         slip = rng.randrange(n_ops) if rng.random() < 0.5 else None
         steps = arithmetic.trace_paragraphs(p, rng, p_check=0.1, p_fix=0.0, slip_at=slip)
-        tasks.append((p, steps, arithmetic.first_error(arithmetic.step_truth(p.tree, steps))))
+        tasks.append((p, steps, first_error(step_truth(p.tree, steps))))
     return tasks
 
 

@@ -26,11 +26,10 @@ from stages.problems.arithmetic import (
     ArithmeticProblem,
     _slip,
     apply,
-    first_error,
     solution_steps,
-    step_truth,
     trace_paragraphs,
 )
+from stages.problems.arithmetic_truth import first_error, step_truth
 
 VERDICTS = ("ok", "wrong")
 

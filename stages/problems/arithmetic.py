@@ -1,9 +1,9 @@
-"""Multi-step integer arithmetic: problems, reference traces and exact step truth.
+"""Multi-step integer arithmetic: problems and reference traces.
 
 This is the tiny reasoner's world. Everything here is deterministic from a seed, so the
 training set, the held-out eval set and the pipeline's demo set are reproducible and disjoint
 (a problem's split is a function of its text, not of the order it was drawn in). Because every
-step of an arithmetic trace can be checked exactly, this module also gives the ground truth
+step of an arithmetic trace can be checked exactly, `arithmetic_truth` gives the ground truth
 that label-quality benchmarks score labelers against.
 """
 
@@ -213,113 +213,3 @@ def parse_int(text: str | None) -> int | None:
         return int(str(text).strip()) if text is not None else None
     except ValueError:
         return None
-
-
-def step_truth(tree: Node, steps: list[str]) -> list[bool]:
-    """Exact validity of each step of a trace for this expression.
-
-    A claim `a op b = c` is valid when it reduces an operation whose operands are both known
-    now (from the problem or earlier steps) and `c` is right; a re-check or correction of an
-    earlier reduction is valid when its result is right. A step with no claim is valid unless
-    it concludes an answer that differs from the value reached so far.
-    """
-    pending: list[Node] = []  # reducible frontier, as (op, a, b) on current leaf values
-    values: dict[int, int] = {}
-    history: dict[tuple[int, str, int], int] = {}
-
-    def current(node: Node) -> Node:
-        return Node(values[id(node)]) if id(node) in values else node
-
-    def reducible(node: Node) -> list[Node]:
-        if node.op is None or id(node) in values:
-            return []
-        left, right = current(node.left), current(node.right)  # type: ignore[arg-type]
-        if left.op is None and right.op is None:
-            return [node]
-        return reducible(node.left) + reducible(node.right)  # type: ignore[arg-type]
-
-    out: list[bool] = []
-    for text in steps:
-        ok = True
-        claims = CLAIM_RE.findall(text)
-        for a_s, op, b_s, c_s in claims:
-            a, b, c = int(a_s), int(b_s), int(c_s)
-            pending = reducible(tree)
-            match = next(
-                (
-                    n
-                    for n in pending
-                    if n.op == op
-                    and current(n.left).value == a  # type: ignore[arg-type]
-                    and current(n.right).value == b
-                ),
-                None,
-            )  # type: ignore[arg-type]
-            if match is not None:
-                ok &= c == apply(op, a, b)
-                values[id(match)] = c
-                history[(a, op, b)] = id(match)
-            elif (a, op, b) in history:
-                ok &= c == apply(op, a, b)
-                if c == apply(op, a, b):
-                    values[history[(a, op, b)]] = c
-            else:
-                ok = False
-        if not claims:
-            stated = re.search(r"answer is\s*(-?\d+)", text)
-            if stated and id(tree) in values:
-                ok = int(stated.group(1)) == values[id(tree)]
-        out.append(ok)
-    return out
-
-
-def first_error(truth: list[bool]) -> int:
-    return next((i for i, ok in enumerate(truth) if not ok), -1)
-
-
-_TOKEN = re.compile(r"\s*(\d+|[-+*()])")
-
-
-def parse_expression(expr: str) -> Node:
-    """Parse `+ - *` integer expressions with parentheses (precedence and left associativity)
-    into the tree the generator would have built, so step truth can be computed from text."""
-    tokens = _TOKEN.findall(expr)
-    if "".join(tokens) != re.sub(r"\s+", "", expr):
-        raise ValueError(f"not an arithmetic expression: {expr!r}")
-    pos = 0
-
-    def peek() -> str | None:
-        return tokens[pos] if pos < len(tokens) else None
-
-    def take() -> str:
-        nonlocal pos
-        pos += 1
-        return tokens[pos - 1]
-
-    def atom() -> Node:
-        tok = take()
-        if tok == "(":
-            node = expr_()
-            if take() != ")":
-                raise ValueError("unbalanced parentheses")
-            return node
-        if not tok.isdigit():
-            raise ValueError(f"unexpected {tok!r}")
-        return Node(int(tok))
-
-    def term() -> Node:
-        node = atom()
-        while peek() == "*":
-            node = Node(op=take(), left=node, right=atom())
-        return node
-
-    def expr_() -> Node:
-        node = term()
-        while peek() in ("+", "-"):
-            node = Node(op=take(), left=node, right=term())
-        return node
-
-    tree = expr_()
-    if pos != len(tokens):
-        raise ValueError(f"trailing input in {expr!r}")
-    return tree

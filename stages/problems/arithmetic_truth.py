@@ -1,0 +1,122 @@
+"""Exact step truth for arithmetic traces: the ground truth label benchmarks score against.
+
+Because every step of an arithmetic trace can be checked exactly, a trace's earliest wrong step
+is known without any labeler (ProcessBench's "earliest paragraph with an error"): a claim that is
+false or reduces an operation that is not on the table, and a restatement of what is left
+(`..., now 12 - 4 + 1`) that is not what is left.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stages.label.exact_arithmetic import parse
+from stages.problems.arithmetic import CLAIM_RE, Node, apply
+
+_RESTATED = re.compile(r",\s*now\s+(.+?)\.?\s*$")
+_REFLECTION = re.compile(r"\W*wait\b", re.IGNORECASE)
+
+
+def _current_tree(tree: Node, values: dict[int, int]) -> Node:
+    """`tree` with every reduced operation replaced by the value the trace gave it."""
+    if id(tree) in values:
+        return Node(values[id(tree)])
+    if tree.op is None:
+        return tree
+    return Node(op=tree.op, left=_current_tree(tree.left, values), right=_current_tree(tree.right, values))  # type: ignore[arg-type]
+
+
+def _restates_what_is_left(text: str, tree: Node, values: dict[int, int]) -> bool:
+    """False when the step says `now <expr>` and `<expr>` is not the expression left after the
+    trace's reductions so far (values as the trace claimed them: a slip carried forward is the
+    slip's error, not the restatement's)."""
+    restated = _RESTATED.search(text)
+    if restated is None:
+        return True
+    said = re.sub(r"\s+", "", restated.group(1))
+    return said == re.sub(r"\s+", "", _current_tree(tree, values).render())
+
+
+def step_truth(tree: Node, steps: list[str]) -> list[bool]:
+    """Exact validity of each step of a trace for this expression.
+
+    A claim `a op b = c` is valid when it reduces an operation whose operands are both known
+    now (from the problem or earlier steps) and `c` is right; a re-check or correction of an
+    earlier reduction is valid when its result is right. A step that restates what is left must
+    restate it exactly. A step with no claim is valid unless it concludes an answer that differs
+    from the value reached so far.
+    """
+    values: dict[int, int] = {}
+    history: dict[tuple[int, str, int], int] = {}
+
+    def current(node: Node) -> Node:
+        return Node(values[id(node)]) if id(node) in values else node
+
+    def reducible(node: Node) -> list[Node]:
+        if node.op is None or id(node) in values:
+            return []
+        left, right = current(node.left), current(node.right)  # type: ignore[arg-type]
+        if left.op is None and right.op is None:
+            return [node]
+        return reducible(node.left) + reducible(node.right)  # type: ignore[arg-type]
+
+    out: list[bool] = []
+    for text in steps:
+        ok = True
+        claims = CLAIM_RE.findall(text)
+        for a_s, op, b_s, c_s in claims:
+            a, b, c = int(a_s), int(b_s), int(c_s)
+            match = next(
+                (
+                    n
+                    for n in reducible(tree)
+                    if n.op == op and current(n.left).value == a and current(n.right).value == b  # type: ignore[arg-type]
+                ),
+                None,
+            )
+            if match is not None and (a, op, b) in history and _REFLECTION.match(text):
+                match = None  # `Wait, 0 * 4 = 0` re-checks the reduction it repeats, not the next one
+            if match is not None:
+                ok &= c == apply(op, a, b)
+                values[id(match)] = c
+                history[(a, op, b)] = id(match)
+            elif (a, op, b) in history:
+                ok &= c == apply(op, a, b)
+                if c == apply(op, a, b):
+                    values[history[(a, op, b)]] = c
+            else:
+                ok = False
+        if claims:
+            ok &= _restates_what_is_left(text, tree, values)
+        else:
+            stated = re.search(r"answer is\s*(-?\d+)", text)
+            if stated and id(tree) in values:
+                ok = int(stated.group(1)) == values[id(tree)]
+        out.append(ok)
+    return out
+
+
+def first_error(truth: list[bool]) -> int:
+    return next((i for i, ok in enumerate(truth) if not ok), -1)
+
+
+_EXPRESSION = re.compile(r"[\d\s+\-*()]+")
+
+
+def parse_expression(expr: str) -> Node:
+    """Parse `+ - *` integer expressions with parentheses (precedence and left associativity)
+    into the tree the generator would have built, so step truth can be computed from text. The
+    bounded parser is the symbolic checker's (`exact_arithmetic.parse`); this world has no
+    unary minus, division or powers."""
+    tree = parse(expr) if _EXPRESSION.fullmatch(expr) else None
+    if tree is None:
+        raise ValueError(f"not an arithmetic expression: {expr!r}")
+    return _node(tree, expr)
+
+
+def _node(tree: tuple, expr: str) -> Node:
+    if tree[0] == "num":
+        return Node(int(tree[1]))
+    if tree[0] == "neg":
+        raise ValueError(f"not an arithmetic expression (unary minus): {expr!r}")
+    return Node(op=tree[0], left=_node(tree[1], expr), right=_node(tree[2], expr))
