@@ -57,10 +57,10 @@ def test_consensus_keeps_agreement_and_flags_disagreement(labeled):
     statuses = {t["consensus"] for t in rows}
     assert "agree" in statuses
     for t in rows:
-        firsts = {t["first_error_mc"], t["first_error_judge"]}
-        if t["first_error_symbolic"] is not None:
-            firsts.add(t["first_error_symbolic"])
+        answered = [t[f"first_error_{k}"] for k in ("mc", "judge", "symbolic")]
+        firsts = {f for f in answered if f is not None}  # a labeler with no usable verdict abstains
         if t["consensus"] == "agree":
+            assert sum(f is not None for f in answered) >= 2  # the demo policy's min_sources
             assert firsts == {t["first_error"]}
             fe = t["first_error"]
             assert [s["label"] for s in t["steps"]] == [fe < 0 or i < fe for i in range(len(t["steps"]))]
@@ -80,9 +80,11 @@ def test_rollouts_hit_the_prefix_cache_and_binary_search_spends_less(labeled, te
     assert after["hits"] - before["hits"] > 0.5 * (after["queries"] - before["queries"])
     binary = MonteCarloLabeler(teacher_engine, RolloutConfig(strategy="binary_search", k=4)).label(wrong)
     assert sum(b.tokens for b in binary) < sum(p.tokens for p in per_step)
+    searcher = MonteCarloLabeler(teacher_engine, RolloutConfig(strategy="binary_search"))
     for b, t in zip(binary, wrong):
         visited = [v for v in b.step_values if v is not None]
-        assert 0 < len(visited) <= math.ceil(math.log2(len(t["steps"]) + 1))
+        bound = sum(math.ceil(math.log2(hi - lo + 1)) for lo, hi in searcher._search_segments(t))
+        assert 0 < len(visited) <= bound
 
 
 def test_binary_search_covers_a_right_trace_only_before_its_last_reflection():
@@ -94,6 +96,24 @@ def test_binary_search_covers_a_right_trace_only_before_its_last_reflection():
     fixed = trace("8", "14 - 6 = 9", "Wait, 14 - 6 = 8, not 9.", "So the answer is 8.")
     clean = trace("8", "14 - 6 = 8", "So the answer is 8.")
     wrong = trace("9", "14 - 6 = 9", "So the answer is 9.")
-    assert labeler._search_limit(fixed) == 1  # the slip before the correction is searched
-    assert labeler._search_limit(clean) == 0  # a right trace that never reflects costs nothing
-    assert labeler._search_limit(wrong) == 2
+    assert labeler._search_segments(fixed) == [(0, 1)]  # the slip before the correction is searched
+    assert labeler._search_segments(clean) == []  # a right trace that never reflects costs nothing
+    assert labeler._search_segments(wrong) == [(0, 2)]
+
+
+def test_binary_search_does_not_let_a_reflection_vouch_for_the_slip_it_repaired():
+    """MC values 0, >0, 0, 0: a rollout after `Wait, ...` reaches the gold answer although step 0
+    is wrong. Searching segment by segment finds step 0; one search over all steps would probe
+    step 1, see MC > 0, and call step 2 the first error."""
+
+    class Scripted(MonteCarloLabeler):
+        def _values(self, requests):
+            return [(t["mc"][i], 1) for t, i in requests]
+
+    steps = ["2 * 2 = 2, now 2 + 5", "Wait, let me check: 2 * 2 = 2. Yes.", "2 + 5 = 7", "So the answer is 7."]
+    t = {"gold_answer": "9", "final_answer": "7", "steps": [{"text": s} for s in steps], "mc": [0.0, 0.25, 0.0, 0.0]}
+    (label,) = Scripted(None, RolloutConfig(strategy="binary_search")).label([t])  # type: ignore[arg-type]
+    assert label.first_error == 0 and label.tokens == 1
+    t["mc"] = [0.5, 0.25, 0.0, 0.0]  # the first segment is clean: the next one is searched
+    (label,) = Scripted(None, RolloutConfig(strategy="binary_search")).label([t])  # type: ignore[arg-type]
+    assert label.first_error == 2 and label.step_values[0] == 0.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from stages.label.consensus import ConsensusConfig, consensus
 from stages.label.judge import JudgeConfig, JudgeLabeler
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.label.symbolic import SymbolicLabeler
-from stages.problems.arithmetic import first_error, parse_expression, step_truth
+from stages.problems.arithmetic_truth import first_error, parse_expression, step_truth
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import read_table, shard_paths, write_table
 
@@ -98,6 +99,8 @@ def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:t
         results[name] = {
             **processbench([g.first_error for g in got], truth),
             "tokens_per_trace": statistics.mean(g.tokens for g in got),
+            "answered": sum(g.first_error is not None for g in got) / len(got),
+            "unusable": dict(Counter(g.note for g in got if g.first_error is None)),
         }
     for mc in ("mc_per_step", "mc_binary_search"):
         policy = ConsensusConfig(sources=["mc", "judge"])
@@ -127,13 +130,18 @@ def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:t
 def main(problems: int = 64, n: int = 4, k: int = 4) -> None:
     r = bench_label(problems, n, k)
     print(f"{r['traces']} tiny-reasoner traces, {r['erroneous']} with an exact first error")
-    print(f"{'labeler':34} {'err_acc':>8} {'cor_acc':>8} {'F1':>6} {'kept':>6} {'tokens/trace':>13}")
+    print("(answered: share of traces with a usable verdict; an unusable one counts as a miss in F1)")
+    print(f"{'labeler':34} {'err_acc':>8} {'cor_acc':>8} {'F1':>6} {'answered':>8} {'kept':>6} {'tokens/trace':>13}")
     for name, m in r["labelers"].items():
         kept = f"{m['kept']:.2f}" if "kept" in m else "1.00"
+        answered = f"{m['answered']:.2f}" if "answered" in m else ""
         print(
-            f"{name:34} {m['erroneous_acc']:8.3f} {m['correct_acc']:8.3f} {m['f1']:6.3f} {kept:>6} "
+            f"{name:34} {m['erroneous_acc']:8.3f} {m['correct_acc']:8.3f} {m['f1']:6.3f} {answered:>8} {kept:>6} "
             f"{m['tokens_per_trace']:13.1f}"
         )
+    for name, m in r["labelers"].items():
+        if m.get("unusable"):
+            print(f"{name} unusable verdicts: {m['unusable']}")
     ps, bs = r["labelers"]["mc_per_step"], r["labelers"]["mc_binary_search"]
     print(
         f"binary search / per-step rollout tokens: {r['binary_vs_per_step_tokens']:.3f}; "

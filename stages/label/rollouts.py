@@ -7,7 +7,8 @@ the fraction that reach the gold answer. `per_step` estimates every step (k·S r
 correct so far (k·log S rollouts), and spends nothing on a trace whose own final answer is
 right and that never reflects: the trace itself is a successful rollout from each of its
 prefixes. A right trace that reflects ("Wait, ...") is searched before its last reflection,
-where a self-corrected slip hides behind the right answer.
+where a self-corrected slip hides behind the right answer; and since a reflection can repair
+what came before it, the search runs segment by segment between reflections.
 """
 
 from __future__ import annotations
@@ -90,41 +91,54 @@ class MonteCarloLabeler:
             labels.append(TraceLabel(first, labels_from_first_error(first, len(mc)), mc, sum(n for _, n in got)))
         return labels
 
-    def _search_limit(self, trace: dict) -> int:
-        """Steps that binary search covers: all of a trace with a wrong final answer; of a trace
-        whose final answer verifies, only those before its last reflection step (a self-corrected
-        slip is a wrong step that a right answer hides); none when it never reflects."""
-        n = len(trace["steps"])
-        if not self.cfg.trust_correct_traces or not verify_answer(
-            trace["gold_answer"], trace["final_answer"], self.cfg.verifier
-        ):
-            return n
+    def _search_segments(self, trace: dict) -> list[tuple[int, int]]:
+        """The step ranges binary search covers, in order. All of a trace with a wrong final
+        answer; of a trace whose final answer verifies, only the steps before its last reflection
+        step (a self-corrected slip is a wrong step that a right answer hides); none when it never
+        reflects. The range is cut at each reflection: rollouts after `Wait, ...` may repair an
+        earlier slip, so MC > 0 there vouches only for the steps since the reflection."""
+        steps = trace["steps"]
         pattern = re.compile(self.cfg.reflection_pattern, re.IGNORECASE)
-        return max((i for i, s in enumerate(trace["steps"]) if pattern.search(s["text"])), default=0)
+        reflections = [i for i, s in enumerate(steps) if pattern.search(s["text"])]
+        limit = len(steps)
+        right = verify_answer(trace["gold_answer"], trace["final_answer"], self.cfg.verifier)
+        if self.cfg.trust_correct_traces and right:
+            limit = max(reflections, default=0)
+        bounds = [0, *(i for i in reflections if 0 < i < limit), limit]
+        return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
 
     def _binary_search(self, traces: list[dict]) -> list[TraceLabel]:
-        state = []  # per trace: [lo, hi, values, tokens]; the first error is searched in [lo, hi)
-        limits = [self._search_limit(t) for t in traces]
-        for t, limit in zip(traces, limits):
-            state.append([0, limit, [None] * len(t["steps"]), 0])
+        # per trace: the first error is searched in [lo, hi) of the segment ending at `end`, then in
+        # the remaining segments in order, until a segment holds a step with MC value 0
+        state = []
+        for t in traces:
+            segments = self._search_segments(t) or [(0, 0)]
+            lo, end = segments[0]
+            state.append({"lo": lo, "hi": end, "end": end, "next": segments[1:], "values": [None] * len(t["steps"])})
+            state[-1] |= {"tokens": 0, "first": -1}
         while True:
-            active = [(j, (s[0] + s[1]) // 2) for j, s in enumerate(state) if s[0] < s[1]]
+            active = [(j, (s["lo"] + s["hi"]) // 2) for j, s in enumerate(state) if s["lo"] < s["hi"]]
             if not active:
                 break
             for (j, mid), (value, tokens) in zip(active, self._values([(traces[j], mid) for j, mid in active])):
                 s = state[j]
-                s[2][mid], s[3] = value, s[3] + tokens
+                s["values"][mid], s["tokens"] = value, s["tokens"] + tokens
                 if value is None:  # cannot roll out from here: no verdict for this trace
-                    s[0], s[1] = -1, -1
-                elif value > 0:
-                    s[0] = mid + 1
-                else:
-                    s[1] = mid
+                    s |= {"lo": 0, "hi": 0, "first": None}
+                    continue
+                s["lo" if value > 0 else "hi"] = mid + 1 if value > 0 else mid
+                if s["lo"] < s["hi"]:
+                    continue
+                if s["hi"] < s["end"]:  # an MC-0 step closed the search: the first error
+                    s["first"] = s["lo"]
+                elif s["next"]:  # this segment is clean: search the next one
+                    s["lo"], s["end"] = s["next"].pop(0)
+                    s["hi"] = s["end"]
         labels = []
-        for (lo, _, values, tokens), limit in zip(state, limits):
-            if lo < 0:
-                labels.append(TraceLabel(None, [None] * len(values), values, tokens, note="rollout_error"))
+        for s in state:
+            values, first = s["values"], s["first"]
+            if first is None:
+                labels.append(TraceLabel(None, [None] * len(values), values, s["tokens"], note="rollout_error"))
                 continue
-            first = lo if lo < limit else -1
-            labels.append(TraceLabel(first, labels_from_first_error(first, len(values)), values, tokens))
+            labels.append(TraceLabel(first, labels_from_first_error(first, len(values)), values, s["tokens"]))
         return labels
