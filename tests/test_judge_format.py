@@ -47,3 +47,19 @@ def test_drill_verdicts_say_whether_each_claim_is_right():
             assert f"{a} {op} {b} = {c}" in prompt
             verdicts.append(verdict)
     assert 0.3 < verdicts.count("wrong") / len(verdicts) < 0.7
+
+
+def test_a_verdict_whose_reasoning_misreads_the_steps_is_rejected_with_its_reason():
+    from stages.label.judge_format import reasoning_error
+
+    steps = ["6 + 6 = 11", "Wait, 6 + 6 = 12, not 11, now 12 + 3.", "12 + 3 = 15", "So the answer is 15."]
+    faithful = "<think>\n[0] 6 + 6 = 11; 6 + 6 = 12; 11 12 wrong\n</think>\n\n\\boxed{0}"
+    assert reasoning_error(faithful, steps) is None
+    assert reasoning_error("<think>\n[0] 6 + 6 = 11; 6 + 6 = 12; 11 22 ok\n</think>\\boxed{-1}", steps) == (
+        "verdict_contradicts_reasoning"
+    )
+    misread = "<think>\n[0] 6 + 6 = 12; 6 + 6 = 12; 11 22 ok\n\n[1] ok\n</think>\\boxed{-1}"
+    assert reasoning_error(misread, steps) == "misquoted_step"
+    assert reasoning_error("<think>\n[7] ok\n</think>\\boxed{-1}", steps) == "reasoning_names_missing_step"
+    prose = "<think>\n[0] looks fine to me.\n[9] is not a step.\n</think>The steps are right. \\boxed{-1}"
+    assert reasoning_error(prose, steps) is None  # free-form reasoning: not checked

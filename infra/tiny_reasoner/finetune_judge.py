@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -25,21 +26,46 @@ from infra.tiny_reasoner.judge_data import judge_target
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from infra.tiny_reasoner.train import autocast, encode_batch, examples, judge_accuracy, sampled_accuracy, save
 from stages.label.judge_format import judge_prompt
-from stages.problems.arithmetic import step_truth
+from stages.problems.arithmetic_truth import step_truth
 
 
 def verdict_ids(tok) -> tuple[int, int]:
     return tok("o", add_special_tokens=False).input_ids[0], tok("w", add_special_tokens=False).input_ids[0]
 
 
-def weighted_loss(model, x, y, mask, ids: tuple[int, int], weight: float) -> torch.Tensor:
-    """Token cross-entropy with verdict tokens weighted `weight`x, normalised by the target count."""
+# a judge line: the quoted claim (group 1) and the claim's digits in the pairs (groups 2, 3)
+_PAIRS_LINE = re.compile(r"\[\d+\] (\d+ [+\-*] \d+ = \d+); \d+ [+\-*] \d+ = \d+; (\d)\d (\d)\d (?:ok|wrong)")
+
+
+def copy_weights(tok, y: torch.Tensor, quote: float, pair: float) -> torch.Tensor:
+    """Per-token weights for the copying a judge line needs: the step's claim quoted from the
+    prompt (`quote`x) and the claim's digits written into the pairs (`pair`x). Greedy judging
+    failed there: the model re-solved instead of quoting, and wrote its own value's digits twice."""
+    w = torch.ones(y.shape)
+    for r in range(y.shape[0]):
+        cols = [c for c in range(y.shape[1]) if int(y[r, c]) != -100]
+        pieces = tok.convert_ids_to_tokens([int(y[r, c]) for c in cols])
+        starts = [0]
+        for piece in pieces:
+            starts.append(starts[-1] + len(piece))
+        at = {start: col for start, col in zip(starts, cols)}
+        for line in _PAIRS_LINE.finditer("".join(pieces)):
+            for group, factor in ((1, quote), (2, pair), (3, pair)):
+                for char in range(*line.span(group)):
+                    if char in at:
+                        w[r, at[char]] = factor
+    return w
+
+
+def weighted_loss(model, x, y, mask, ids: tuple[int, int], weight: float, copy: torch.Tensor) -> torch.Tensor:
+    """Token cross-entropy with verdict tokens weighted `weight`x and copied characters by `copy`,
+    normalised by the target count."""
     logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]
     target = y[:, 1:]
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
     ).view(target.shape)
-    w = (target != -100).float() + (weight - 1) * ((target == ids[0]) | (target == ids[1])).float()
+    w = copy[:, 1:] * (target != -100).float() + (weight - 1) * ((target == ids[0]) | (target == ids[1])).float()
     return (ce * w).sum() / (target != -100).sum()
 
 
@@ -69,7 +95,16 @@ def forced_verdicts(model, tok, tasks) -> dict:
     return {f"forced_{k}": round(a / max(1, n), 3) for k, (a, n) in hits.items()}
 
 
-def finetune(init: Path, out: Path, steps: int, seed: int, batch: int, lr: float, verdict_weight: float) -> dict:
+def finetune(
+    init: Path,
+    out: Path,
+    steps: int,
+    seed: int,
+    batch: int,
+    lr: float,
+    verdict_weight: float,
+    copy: tuple[float, float],
+) -> dict:
     from infra.tiny_reasoner.evaluate import judge_tasks
 
     torch.manual_seed(seed)
@@ -86,7 +121,7 @@ def finetune(init: Path, out: Path, steps: int, seed: int, batch: int, lr: float
         for g in opt.param_groups:  # warm-up, then cosine down to a fifth
             g["lr"] = lr * min(1.0, step / 50) * (0.2 + 0.4 * (1 + math.cos(math.pi * step / steps)))
         with autocast():
-            loss = weighted_loss(model, x, y, mask, ids, verdict_weight)
+            loss = weighted_loss(model, x, y, mask, ids, verdict_weight, copy_weights(tok, y, *copy))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -99,7 +134,8 @@ def finetune(init: Path, out: Path, steps: int, seed: int, batch: int, lr: float
     print(json.dumps(final), flush=True)
     base = json.loads((init / "training.json").read_text()) if (init / "training.json").exists() else None
     info = {"role": "teacher", "init": str(init), "judge_finetune_steps": steps, "seed": seed, "batch": batch}
-    info |= {"lr": lr, "verdict_weight": verdict_weight, "judge_format": "pairs", **final}
+    info |= {"lr": lr, "verdict_weight": verdict_weight, "quote_weight": copy[0], "pair_weight": copy[1]}
+    info |= {"judge_format": "pairs", **final}
     info |= {"history": history, "base": base}
     save(model, tok, out, info)
     return info
@@ -114,7 +150,10 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--verdict-weight", type=float, default=10.0)
+    ap.add_argument("--quote-weight", type=float, default=1.0, help="weight of the claim quoted in a judge line")
+    ap.add_argument("--pair-weight", type=float, default=1.0, help="weight of the claim's digits in the pairs")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    finetune(args.init, args.out, args.steps, args.seed, args.batch, args.lr, args.verdict_weight)
+    copy = (args.quote_weight, args.pair_weight)
+    finetune(args.init, args.out, args.steps, args.seed, args.batch, args.lr, args.verdict_weight, copy)

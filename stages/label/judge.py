@@ -2,7 +2,8 @@
 
 Goes through the engine layer, so the judge is the tiny teacher in-process for tests and the
 demo, or a large model behind an OpenAI-compatible endpoint in a real run. Verdicts that do not
-parse are recorded with their reason, never guessed.
+parse, or whose per-step reasoning misreads the steps (`judge_format.reasoning_error`), are
+recorded with their reason, never guessed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from stages.engine import Engine, SamplingConfig
 from stages.label.base import TraceLabel, labels_from_first_error
-from stages.label.judge_format import TEMPLATES, judge_prompt, parse_verdict
+from stages.label.judge_format import TEMPLATES, Verdict, judge_prompt, parse_verdict, reasoning_error
 
 
 class JudgeConfig(BaseModel):
@@ -20,6 +21,7 @@ class JudgeConfig(BaseModel):
     temperature: float = 0.0
     max_tokens: int = 1024
     seed: int = 0
+    check_reasoning: bool = True  # reject verdicts whose per-step lines misquote or contradict (judge_format)
 
 
 class JudgeLabeler:
@@ -48,6 +50,9 @@ class JudgeLabeler:
                 continue
             sample = gen.samples[0]
             verdict = parse_verdict(sample.text, n)
+            if verdict.index is not None and self.cfg.check_reasoning:
+                reason = reasoning_error(sample.text, [s["text"] for s in t["steps"]])
+                verdict = Verdict(None, reason) if reason else verdict
             out.append(
                 TraceLabel(
                     verdict.index,

@@ -3,6 +3,12 @@
 The teacher judge reads a problem and its indexed steps and answers the index of the earliest
 wrong step, or -1. Two templates: `processbench` is the paper's own wording (for real teacher
 models); `compact` says the same in few characters, for the tiny reasoner's short context.
+
+A verdict is only as good as the reading behind it. When the judge reasons one line per step
+(`[1] 13 - 4 = 3; 13 - 4 = 9; 00 39 wrong`: the step's claim, the judge's own value, its verdict),
+`reasoning_error` rejects a verdict whose lines quote a claim the step does not make or call a
+step ok while their own numbers differ (or wrong while they agree): such a verdict judged
+something other than the solution, and is recorded as unusable rather than counted.
 """
 
 from __future__ import annotations
@@ -67,3 +73,32 @@ def parse_verdict(text: str, n_steps: int) -> Verdict:
     if index < -1 or index >= n_steps:
         return Verdict(None, "index_out_of_range")
     return Verdict(index)
+
+
+_JUDGE_LINE = re.compile(r"^\[(\d+)\]\s*(.*)$")
+_CLAIM_LINE = re.compile(r"^(-?\d+ [+\-*] -?\d+ = (-?\d+)); -?\d+ [+\-*] -?\d+ = (-?\d+);(?: \d\d \d\d)? (ok|wrong)$")
+
+
+def reasoning_error(text: str, steps: list[str]) -> str | None:
+    """Why the judge's per-step lines cannot back its verdict, or None. Checked are the lines of
+    its thinking in the per-step grammar (`[i] ok`, `[i] wrong`, `[i] <claim>; <value>; ... ok`);
+    anything else is free-form reasoning (a large judge's prose) and is left alone."""
+    thinking = text.split("</think>", 1)[0]
+    for line in thinking.splitlines():
+        found = _JUDGE_LINE.match(line.strip())
+        if found is None:
+            continue
+        index, body = int(found.group(1)), found.group(2).strip()
+        claim = _CLAIM_LINE.match(body)
+        if claim is None and body not in ("ok", "wrong"):
+            continue
+        if index >= len(steps):
+            return "reasoning_names_missing_step"
+        if claim is None:
+            continue
+        quoted, claimed, value, verdict = claim.groups()
+        if quoted not in defang(steps[index]):
+            return "misquoted_step"
+        if (verdict == "ok") != (int(claimed) == int(value)):
+            return "verdict_contradicts_reasoning"
+    return None
