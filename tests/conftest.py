@@ -18,6 +18,9 @@ os.environ.update(
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # Prefect's ephemeral API server gets 20 s to start by default: on 2 busy cores (engines
+        # starting beside it) that is not always enough, and a flow then fails before it begins.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
 )
 
