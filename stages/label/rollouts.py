@@ -108,37 +108,57 @@ class MonteCarloLabeler:
         return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
 
     def _binary_search(self, traces: list[dict]) -> list[TraceLabel]:
-        # per trace: the first error is searched in [lo, hi) of the segment ending at `end`, then in
-        # the remaining segments in order, until a segment holds a step with MC value 0
-        state = []
-        for t in traces:
-            segments = self._search_segments(t) or [(0, 0)]
-            lo, end = segments[0]
-            state.append({"lo": lo, "hi": end, "end": end, "next": segments[1:], "values": [None] * len(t["steps"])})
-            state[-1] |= {"tokens": 0, "first": -1}
-        while True:
-            active = [(j, (s["lo"] + s["hi"]) // 2) for j, s in enumerate(state) if s["lo"] < s["hi"]]
-            if not active:
-                break
+        searches = [_Search(self._search_segments(t), len(t["steps"])) for t in traces]
+        while active := [(j, s.mid) for j, s in enumerate(searches) if s.open]:
             for (j, mid), (value, tokens) in zip(active, self._values([(traces[j], mid) for j, mid in active])):
-                s = state[j]
-                s["values"][mid], s["tokens"] = value, s["tokens"] + tokens
-                if value is None:  # cannot roll out from here: no verdict for this trace
-                    s |= {"lo": 0, "hi": 0, "first": None}
-                    continue
-                s["lo" if value > 0 else "hi"] = mid + 1 if value > 0 else mid
-                if s["lo"] < s["hi"]:
-                    continue
-                if s["hi"] < s["end"]:  # an MC-0 step closed the search: the first error
-                    s["first"] = s["lo"]
-                elif s["next"]:  # this segment is clean: search the next one
-                    s["lo"], s["end"] = s["next"].pop(0)
-                    s["hi"] = s["end"]
+                searches[j].record(mid, value, tokens)
         labels = []
-        for s in state:
-            values, first = s["values"], s["first"]
-            if first is None:
-                labels.append(TraceLabel(None, [None] * len(values), values, s["tokens"], note="rollout_error"))
+        for s in searches:
+            if s.first is None:
+                labels.append(TraceLabel(None, [None] * len(s.values), s.values, s.tokens, note="rollout_error"))
                 continue
-            labels.append(TraceLabel(first, labels_from_first_error(first, len(values)), values, s["tokens"]))
+            labels.append(TraceLabel(s.first, labels_from_first_error(s.first, len(s.values)), s.values, s.tokens))
         return labels
+
+
+class _Search:
+    """One trace's binary search: the first error is looked for in [lo, hi) of the segment that
+    ends at `end`, then in the later segments in order, until one holds a step with MC value 0."""
+
+    def __init__(self, segments: list[tuple[int, int]], n_steps: int) -> None:
+        self.later = list(segments)
+        self.lo = self.hi = self.end = 0
+        self._next_segment()
+        self.values: list[float | None] = [None] * n_steps
+        self.tokens = 0
+        self.first: int | None = -1  # -1: no error found; None: no verdict (a rollout failed)
+
+    @property
+    def open(self) -> bool:
+        return self.lo < self.hi
+
+    @property
+    def mid(self) -> int:
+        return (self.lo + self.hi) // 2
+
+    def _next_segment(self) -> None:
+        if self.later:
+            self.lo, self.end = self.later.pop(0)
+            self.hi = self.end
+
+    def record(self, mid: int, value: float | None, tokens: int) -> None:
+        self.values[mid], self.tokens = value, self.tokens + tokens
+        if value is None:  # cannot roll out from here: no verdict for this trace
+            self.lo = self.hi = 0
+            self.first = None
+            return
+        if value > 0:
+            self.lo = mid + 1
+        else:
+            self.hi = mid
+        if self.open:
+            return
+        if self.hi < self.end:  # an MC-0 step closed the search: the first error
+            self.first = self.lo
+        else:  # this segment is clean: search the next one, if any
+            self._next_segment()
