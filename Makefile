@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# torch 2.13.0 CPU build: a local wheel directory where the machine has one, else PyTorch's CPU index.
-TORCH_SRC := $(if $(wildcard /opt/wheels/torch-2.13.0*),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu)
+# torch 2.13.0 CPU build: a local wheel where the machine has one, else PyTorch's CPU index (where
+# uv's best-match picks 2.13.0+cpu over PyPI's CUDA build of the same version).
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0*.whl))
+TORCH_SRC := $(if $(TORCH_WHEEL),$(TORCH_WHEEL),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 # Prefect's ephemeral server gets 20 s to start by default: short on 2 busy cores
@@ -14,11 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup run test lint clean prefect-server prefect-deploy prefect-worker
 
+# uv resolves and installs the pinned set in parallel: ~1 min on a cold cache where pip took ~4.
 $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_SRC) -c infra/constraints-cpu.txt -e '.[cpu,test]'
-	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/python -m pip install -q 'uv>=0.5'
+	$(BIN)/uv pip install -q --python $(BIN)/python $(TORCH_SRC) -c infra/constraints-cpu.txt -e '.[cpu,test]'
+	$(BIN)/uv pip uninstall -q --python $(BIN)/python torchvision torchaudio torchcodec 2>/dev/null || true
 	$(BIN)/python -c "import vllm, transformers, prefect, datatrove"
 	touch $(STAMP)
 

@@ -26,7 +26,7 @@ os.environ.update(
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # The demo recipe's engine settings: a flow run in this process reuses the session's engines.
-TINY = {"enforce_eager": True, "block_size": 32}
+TINY = {"enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}
 
 
 @pytest.fixture(scope="session")
@@ -67,17 +67,30 @@ DEMO_OVERRIDES = {
     "generate.sampling.n": 4,
     "generate.chunk_size": 6,
     "frontier.samples": 4,
+    "pairs.next_step.prefixes_per_problem": 2,
 }
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, teacher_engine, student_engine):
-    """The real `curate` flow on a reduced demo recipe, in this process (so it reuses the
-    session's engines), once per session: later tests read its stage outputs."""
-    from flows.curate import curate
+def prefect_stack(tmp_path_factory):
+    """A real Prefect server, the deployments of `prefect.yaml` and a process worker."""
+    from prefect_stack import prefect_stack as start  # tests/ is on sys.path (rootdir conftest)
+
+    with start(tmp_path_factory.mktemp("prefect-home")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, prefect_stack):
+    """`prefect deployment run curate/demo` on a reduced demo recipe, once per session, through
+    the real server and worker (the flow run starts its own engines in the worker's subprocess):
+    later tests read its stage outputs. Returns (output root, run.json, recipe)."""
+    import json
+
+    from prefect_stack import run_deployment
+
     from flows.recipe import load_recipe
 
     root = tmp_path_factory.mktemp("demo") / "out"
-    recipe = load_recipe("demo", DEMO_OVERRIDES)
-    summary = curate(recipe, str(root))
-    return root, summary, recipe
+    run_deployment(prefect_stack, "curate/demo", {"out": str(root), "overrides": DEMO_OVERRIDES})
+    return root, json.loads((root / "run.json").read_text()), load_recipe("demo", DEMO_OVERRIDES)

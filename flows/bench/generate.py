@@ -61,9 +61,19 @@ def _stage(engine, problems_dir: Path, out: Path, cfg: GenerateConfig) -> tuple[
     return step.stats["tokens_generated"].total, time.perf_counter() - start
 
 
+def _print_run(i: int, r: dict) -> None:
+    print(
+        f"run {i}: raw vLLM {r['raw_tok_s']:.0f} tok/s, generate stage {r['stage_tok_s']:.0f} tok/s, "
+        f"ratio {r['ratio']:.3f}; raw vLLM with the stage's own parameters {r['lean_raw_tok_s']:.0f} tok/s",
+        flush=True,
+    )
+
+
 def bench_generate(
-    model: str = "tiny:teacher", problems: int = 160, n: int = 8, max_tokens: int = 300, repeats: int = 5
+    model: str = "tiny:teacher", problems: int = 64, n: int = 8, max_tokens: int = 300, repeats: int = 5, on_run=None
 ) -> dict:
+    """Median throughputs and ratios over `repeats` alternating runs; `on_run(i, run)` is called
+    as each run completes (a long bench shows its progress)."""
     sampling = SamplingConfig(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=5, seed=0)
     cfg = GenerateConfig(engine=EngineConfig(model=model), sampling=sampling, chunk_size=problems, store_logprobs=True)
     engine = build_engine(cfg.engine)
@@ -87,6 +97,8 @@ def bench_generate(
                     "ratio_vs_lean": (stage_tokens / stage_s) / (lean_tokens / lean_s),
                 }
             )
+            if on_run:
+                on_run(i, runs[-1])
     engine.close()
     return {
         "model": model,
@@ -102,12 +114,7 @@ def bench_generate(
 
 
 def main(repeats: int = 5, traces: tuple[int, int] = (10_000, 100_000)) -> None:
-    g = bench_generate(repeats=repeats)
-    for i, r in enumerate(g["runs"]):
-        print(
-            f"run {i}: raw vLLM {r['raw_tok_s']:.0f} tok/s, generate stage {r['stage_tok_s']:.0f} tok/s, "
-            f"ratio {r['ratio']:.3f}; raw vLLM with the stage's own parameters {r['lean_raw_tok_s']:.0f} tok/s"
-        )
+    g = bench_generate(repeats=repeats, on_run=_print_run)
     print(
         f"generate/raw-vLLM throughput ratio (median of {len(g['runs'])}): {g['median_ratio']:.3f} "
         f"[{g['median_stage_tok_s']:.0f} vs {g['median_raw_tok_s']:.0f} tok/s; {g['problems']} problems x n={g['n']}]"

@@ -33,7 +33,7 @@ def demo_problems(folder: Path, n: int, shard_size: int = 8) -> Path:
 
 def generate_config(model: str = "tiny:teacher") -> dict:
     return {
-        "engine": {"model": model, "enforce_eager": True, "block_size": 32},
+        "engine": {"model": model, "enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20},
         "sampling": {"n": 4, "temperature": 1.0, "max_tokens": 300, "seed": 0},
         "chunk_size": 2,
     }

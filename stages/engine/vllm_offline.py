@@ -6,10 +6,12 @@ outputs into `Generation`s with per-token logprobs, entropies and char offsets.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
 import numpy as np
+import psutil
 
 from stages.engine.types import (
     EngineConfig,
@@ -29,19 +31,28 @@ class VLLMEngine:
 
         self.config = config
         self.name = config.model
+        cpu = current_platform.is_cpu()
+        in_process = cpu if config.in_process is None else config.in_process
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+        utilization = config.gpu_memory_utilization or (0.2 if cpu else 0.9)
+        kv_bytes = config.kv_cache_memory_bytes
+        if kv_bytes is None and cpu and in_process:
+            kv_bytes = int(0.8 * utilization * psutil.virtual_memory().total)
         kwargs = dict(
             model=resolve_model(config.model),
             dtype=config.dtype,
             seed=config.seed,
-            gpu_memory_utilization=config.gpu_memory_utilization or (0.2 if current_platform.is_cpu() else 0.9),
+            gpu_memory_utilization=utilization,
             enable_prefix_caching=config.enable_prefix_caching,
             tensor_parallel_size=config.tensor_parallel_size,
             enforce_eager=config.enforce_eager,
         )
+        if kv_bytes:
+            kwargs["kv_cache_memory_bytes"] = kv_bytes
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         chunked = config.enable_chunked_prefill
-        if chunked is None and current_platform.is_cpu():
+        if chunked is None and cpu:
             chunked = False
         if chunked is not None:
             kwargs["enable_chunked_prefill"] = chunked

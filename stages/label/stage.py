@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
-from stages.base import ShardStage
+from stages.base import ShardStage, reject
 from stages.engine import Engine, EngineConfig, shared_engine
 from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus
@@ -37,6 +37,10 @@ class LabelConfig(BaseModel):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
+    # A trace with more steps is quarantined (`too_many_steps`): every labeler's cost grows with
+    # the step count (a 1 MB trace of one-line paragraphs is 90k steps, half a minute of symbolic
+    # checks alone), and no trainer wants such a trace. R1-length traces have hundreds.
+    max_steps: int = 2048
     chunk_size: int = 4096
 
 
@@ -63,6 +67,12 @@ class Label(ShardStage):
 
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg
+        rejects = [
+            reject(t["trace_id"], self.name, "too_many_steps", f"{len(t['steps'])} steps > {cfg.max_steps}", t)
+            for t in rows
+            if len(t["steps"]) > cfg.max_steps
+        ]
+        rows = [t for t in rows if len(t["steps"]) <= cfg.max_steps]
         with_steps = [t for t in rows if t["steps"]]
         verdicts: dict[str, dict[str, TraceLabel]] = {t["trace_id"]: {} for t in rows}
         labelers = {
@@ -116,4 +126,4 @@ class Label(ShardStage):
                     "label_tokens": sum(lab.tokens for lab in v.values()),
                 }
             )
-        return out, []
+        return out, rejects

@@ -31,6 +31,9 @@ class NextStepConfig(BaseModel):
     stop: list[str] = ["\n\n"]  # the step delimiter of the default (paragraph) segmentation
     seed: int = 0
     pairs_per_prefix: int = 2
+    # Branch points per problem: pairs past the stage's per-problem cap (8 = 4 x 2) are dropped
+    # anyway, so sampling and rolling out more prefixes than that only spends tokens.
+    prefixes_per_problem: int = 4
 
 
 def _cut(trace: dict) -> int:
@@ -40,6 +43,18 @@ def _cut(trace: dict) -> int:
         return fe
     h = int(hashlib.sha256(trace["trace_id"].encode()).hexdigest()[:8], 16)
     return h % len(trace["steps"])
+
+
+def _branch_traces(traces: list[dict], per_problem: int) -> list[dict]:
+    """Traces to branch from: the consensus-trusted ones, at most `per_problem` per problem,
+    those with a located first error first (their prefixes end where the model went wrong, the
+    confident-wrong steps CASPO targets), then by trace id (stable across re-runs)."""
+    trusted = [t for t in traces if t["consensus"] == "agree" and t["steps"]]
+    chosen = []
+    for group in by_problem(trusted).values():
+        group.sort(key=lambda t: (not (t["first_error"] is not None and t["first_error"] >= 0), t["trace_id"]))
+        chosen += group[:per_problem]
+    return chosen
 
 
 def _candidate(text: str, conf: float | None, ok: bool, value: float, origin: str) -> dict:
@@ -77,7 +92,7 @@ def next_step_pairs(
     engine: Engine, traces: list[dict], cfg: NextStepConfig, rollouts: RolloutConfig
 ) -> tuple[list[dict | None], int]:
     """Pairs from candidate next steps; returns the pairs and the tokens generated for them."""
-    trusted = [t for t in traces if t["consensus"] == "agree" and t["steps"]]
+    trusted = _branch_traces(traces, cfg.prefixes_per_problem)
     cuts = [(t, _cut(t)) for t in trusted]
     prefixes = [step_prefix(t, i - 1) for t, i in cuts]
     sampling = SamplingConfig(

@@ -4,7 +4,7 @@ The reduced form of `thoughtmill bench reliability`: model-free stages (label wi
 checker and answer verifier, pairs of the trace and fidelity kinds, export and publish) over a
 synthetic corpus built through the generate stage's own trace builder. Each stage runs under
 datatrove's local executor with two workers, as the flow runs it, and is SIGKILLed (the whole
-process group) three times while it works, then resumed and compared with an uninterrupted run.
+process group) twice while it works, then resumed and compared with an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from infra.reliability.synthetic import write_synthetic_run
 
 LABEL = {"labelers": ["symbolic"], "fidelity": {"info_gain": False}, "chunk_size": 96}  # 96: whole problems
 PAIRS = {"kinds": ["trace", "fidelity"], "chunk_size": 96}
+TRACES = 4_800  # the bench runs 60,000 with five kills per stage
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("faults")
-    write_synthetic_run(root / "run", 12_000, shard_problems=250)
+    write_synthetic_run(root / "run", TRACES, shard_problems=100)  # 6 shards
     return root
 
 
@@ -33,16 +34,16 @@ def assert_nothing_lost(run) -> None:
     assert not run.notes, run.notes
 
 
-def test_label_killed_three_times_resumes_to_the_uninterrupted_rows(work):
-    run = stage_resume("label", work / "run" / "traces", work, LABEL, kills=3, seed=1)
-    assert run.faults_injected == 3 and run.rows_compared == 12_000
+def test_label_killed_twice_resumes_to_the_uninterrupted_rows(work):
+    run = stage_resume("label", work / "run" / "traces", work, LABEL, kills=2, seed=1)
+    assert run.faults_injected == 2 and run.rows_compared == TRACES
     assert_nothing_lost(run)
 
 
-def test_pairs_killed_three_times_resumes_to_the_uninterrupted_rows(work):
+def test_pairs_killed_twice_resumes_to_the_uninterrupted_rows(work):
     labeled = baseline("label", work / "run" / "traces", work, LABEL)
-    run = stage_resume("pairs", labeled, work, PAIRS, kills=3, seed=2)
-    assert run.faults_injected == 3
+    run = stage_resume("pairs", labeled, work, PAIRS, kills=2, seed=2)
+    assert run.faults_injected == 2
     assert_nothing_lost(run)
 
 
@@ -54,7 +55,7 @@ def test_publish_killed_at_random_times_writes_the_same_bytes(work):
     for part, source in (("labeled", labeled), ("pairs", pairs)):
         if not (run_root / part).exists():
             (run_root / part).symlink_to(source)
-    run = publish_resume(run_root, work, {}, kills=3, seed=3)
+    run = publish_resume(run_root, work, {}, kills=2, seed=3)
     assert run.faults_injected >= 1  # a kill that comes after publish finished is not a fault
     assert_nothing_lost(run)
 
@@ -63,7 +64,7 @@ def test_publish_killed_at_random_times_writes_the_same_bytes(work):
 def test_a_full_disk_fails_with_a_clear_error_keeps_finished_shards_and_resumes(work):
     result = disk_full("label", work / "run" / "traces", work, LABEL)
     assert result["failed_cleanly"], result
-    assert "disk full" in result["error"] and "/small-disk/label/" in result["error"]
+    assert "disk full" in result["error"] and "/small-disk/label" in result["error"]  # label/ or label_rejects/
     assert 0 < result["shards_valid"] == result["shards_before_full"]
     assert_nothing_lost(_run(result["resumed"]))
 

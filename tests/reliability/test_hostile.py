@@ -43,7 +43,10 @@ def test_hostile_inputs_are_quarantined_or_handled_without_hangs(report):
     assert {k: cases[f"generate:{k}"] for k in expected} == {k: f"quarantined: {r}" for k, r in expected.items()}
     for name in ("nul_bytes", "unbalanced_think", "power_tower_gold", "judge_injection"):
         assert cases[f"generate:{name}"] == "handled", cases  # generated for, and its traces labeled
-    assert all(cases[f"label:{t['model'].removeprefix('hostile:')}"].startswith("handled") for t in hostile_traces())
+    # 90k one-line steps: quarantined before any labeler spends time on it
+    assert cases["label:huge_1mb_paragraphs"] == "quarantined: too_many_steps"
+    handled = [t["model"].removeprefix("hostile:") for t in hostile_traces()]
+    assert all(cases[f"label:{c}"].startswith("handled") for c in handled if c != "huge_1mb_paragraphs")
     for stage, seconds in report["max_seconds_per_row"].items():
         assert seconds <= BOUNDS_S[stage], (stage, seconds)
     assert set(report["max_seconds_per_row"]) == set(BOUNDS_S)
