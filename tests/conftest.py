@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def pytest_sessionfinish(session, exitstatus):
     """A pytest session must start each model's engine at most once (engine start-up is slow)."""
     from stages.engine import close_shared_engines, started_engines
 
+    for bg in _BACKGROUND:
+        bg.join(timeout=1800)
+        if bg.stack is not None:
+            bg.stack.stop()
+
     started = Counter(started_engines())
     close_shared_engines()
     twice = {m: n for m, n in started.items() if n > 1}
@@ -71,26 +77,70 @@ DEMO_OVERRIDES = {
 }
 
 
+class StackAndDemoRun(threading.Thread):
+    """The Prefect stack and the `curate/demo` deployment run, started in the background when
+    the session collects a test that needs them: the flow run (in the worker's subprocess, with
+    its own engines) overlaps the in-process tests that come first, on the second core."""
+
+    def __init__(self, home: Path, out: Path) -> None:
+        super().__init__(daemon=True)
+        self.home, self.out = home, out
+        self.stack = None
+        self.stack_ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from prefect_stack import run_deployment, start_stack  # tests/ is on sys.path (rootdir conftest)
+
+        try:
+            self.stack = start_stack(self.home)
+            self.stack_ready.set()
+            run_deployment(self.stack, "curate/demo", {"out": str(self.out), "overrides": DEMO_OVERRIDES})
+        except BaseException as exc:  # raised again by the fixtures that wait for it
+            self.error = exc
+        finally:
+            self.stack_ready.set()
+
+
+_BACKGROUND: list[StackAndDemoRun] = []
+
+
+def _background() -> StackAndDemoRun:
+    """The session's background stack and demo run, started on first use."""
+    if not _BACKGROUND:
+        base = Path(tempfile.mkdtemp(prefix="thoughtmill-flow-"))
+        _BACKGROUND.append(StackAndDemoRun(base / "prefect-home", base / "demo" / "out"))
+        _BACKGROUND[0].start()
+    return _BACKGROUND[0]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the stack and the demo run now when any collected test will need them."""
+    if any({"demo_run", "prefect_stack"} & set(item.fixturenames) for item in items):
+        _background()
+
+
 @pytest.fixture(scope="session")
-def prefect_stack(tmp_path_factory):
+def prefect_stack():
     """A real Prefect server, the deployments of `prefect.yaml` and a process worker."""
-    from prefect_stack import prefect_stack as start  # tests/ is on sys.path (rootdir conftest)
-
-    with start(tmp_path_factory.mktemp("prefect-home")) as stack:
-        yield stack
+    bg = _background()
+    bg.stack_ready.wait()
+    if bg.stack is None:
+        raise RuntimeError("the Prefect stack did not start") from bg.error
+    return bg.stack
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, prefect_stack):
+def demo_run():
     """`prefect deployment run curate/demo` on a reduced demo recipe, once per session, through
     the real server and worker (the flow run starts its own engines in the worker's subprocess):
     later tests read its stage outputs. Returns (output root, run.json, recipe)."""
     import json
 
-    from prefect_stack import run_deployment
-
     from flows.recipe import load_recipe
 
-    root = tmp_path_factory.mktemp("demo") / "out"
-    run_deployment(prefect_stack, "curate/demo", {"out": str(root), "overrides": DEMO_OVERRIDES})
-    return root, json.loads((root / "run.json").read_text()), load_recipe("demo", DEMO_OVERRIDES)
+    bg = _background()
+    bg.join(timeout=1800)
+    if bg.error is not None or bg.is_alive():
+        raise RuntimeError("the curate/demo deployment run failed") from bg.error
+    return bg.out, json.loads((bg.out / "run.json").read_text()), load_recipe("demo", DEMO_OVERRIDES)

@@ -10,8 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,11 @@ class Stack:
     env: dict
     logs: Path
     worker_pid: int
+    procs: list[subprocess.Popen]
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            _stop(proc)
 
 
 def _free_port() -> int:
@@ -43,9 +46,8 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@contextmanager
-def prefect_stack(home: Path) -> Iterator[Stack]:
-    """Server + work pool + deployments + worker; all stopped on exit."""
+def start_stack(home: Path) -> Stack:
+    """Server + work pool + deployments + worker; `Stack.stop()` ends them."""
     port = _free_port()
     env = {
         **os.environ,
@@ -58,13 +60,18 @@ def prefect_stack(home: Path) -> Iterator[Stack]:
     }
     logs = home / "logs"
     logs.mkdir(parents=True)
-    procs = []
+    procs: list[subprocess.Popen] = []
     try:
-        server = subprocess.Popen(
-            ["bash", "infra/prefect/server.sh"], cwd=ROOT, env=env, start_new_session=True,
-            stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        procs.append(server)
+        procs.append(
+            subprocess.Popen(
+                ["bash", "infra/prefect/server.sh"],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                stdout=open(logs / "server.log", "w"),
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        )
         deploy = subprocess.run(
             ["bash", "infra/prefect/deploy.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
         )
@@ -74,10 +81,11 @@ def prefect_stack(home: Path) -> Iterator[Stack]:
             stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         procs.append(worker)
-        yield Stack(env, logs, worker.pid)
-    finally:
+    except BaseException:
         for proc in reversed(procs):
             _stop(proc)
+        raise
+    return Stack(env, logs, worker.pid, procs)
 
 
 def deployment_command(name: str, params: dict, watch_timeout: int = 900) -> list[str]:

@@ -178,8 +178,10 @@ def corrupt_input(stage: str, input_dir: Path, workdir: Path, config: dict) -> d
     flipped.write_bytes(bytes(data))
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     out, log = workdir / "corrupt-out" / stage, workdir / f"{stage}-corrupt.log"
+    # One rank reads every shard: datatrove's local executor ends sibling ranks when one fails, so
+    # with two ranks the second bad shard is named only if its rank reached it first (a race).
     try:
-        run_to_end(stage_command(stage, copy, out, config), log)
+        run_to_end(stage_command(stage, copy, out, config, tasks=1, workers=1), log)
         failed = False
     except RuntimeError:
         failed = True
@@ -192,7 +194,7 @@ def corrupt_input(stage: str, input_dir: Path, workdir: Path, config: dict) -> d
     )
     for path in (flipped, truncated):
         shutil.copy(input_dir / path.name, path)
-    run_to_end(stage_command(stage, copy, out, config), log)
+    run_to_end(stage_command(stage, copy, out, config, tasks=1, workers=1), log)
     result = compare(output_rows(_outputs(base)), output_rows(_outputs(out)), FaultRun(stage))
     return {
         "failed": failed,
