@@ -32,8 +32,11 @@ def demo_problems(folder: Path, n: int, shard_size: int = 8) -> Path:
 
 
 def generate_config(model: str = "tiny:teacher") -> dict:
+    """vLLM's engine core in its own process (not the CPU default, in-process): what `engine_death`
+    kills is that process, as a GPU deployment runs it."""
+    engine = {"model": model, "enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}
     return {
-        "engine": {"model": model, "enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20},
+        "engine": {**engine, "in_process": False},
         "sampling": {"n": 4, "temperature": 1.0, "max_tokens": 300, "seed": 0},
         "chunk_size": 2,
     }
