@@ -36,11 +36,15 @@ class NextStepConfig(BaseModel):
     prefixes_per_problem: int = 4
 
 
+def _has_error(trace: dict) -> bool:
+    """The consensus located a first error in `trace`."""
+    return trace["first_error"] is not None and trace["first_error"] >= 0
+
+
 def _cut(trace: dict) -> int:
     """Where to branch: before the first error, else a stable pseudo-random step."""
-    fe = trace["first_error"]
-    if fe is not None and fe >= 0:
-        return fe
+    if _has_error(trace):
+        return trace["first_error"]
     h = int(hashlib.sha256(trace["trace_id"].encode()).hexdigest()[:8], 16)
     return h % len(trace["steps"])
 
@@ -52,7 +56,7 @@ def _branch_traces(traces: list[dict], per_problem: int) -> list[dict]:
     trusted = [t for t in traces if t["consensus"] == "agree" and t["steps"]]
     chosen = []
     for group in by_problem(trusted).values():
-        group.sort(key=lambda t: (not (t["first_error"] is not None and t["first_error"] >= 0), t["trace_id"]))
+        group.sort(key=lambda t: (not _has_error(t), t["trace_id"]))
         chosen += group[:per_problem]
     return chosen
 
