@@ -40,8 +40,10 @@ def _problems(args: argparse.Namespace) -> int:
     from stages.problems.shards import write_problem_shards
     from stages.problems.sources import ProblemSourceConfig
 
-    cfg = ProblemSourceConfig(kind="arithmetic", split=args.split, limit=args.n, seed=args.seed)
-    paths = write_problem_shards(cfg, Path(args.out), args.shard_size)
+    cfg = ProblemSourceConfig(
+        kind="arithmetic", split=args.split, limit=args.n, seed=args.seed, shard_size=args.shard_size
+    )
+    paths = write_problem_shards(cfg, Path(args.out))
     print(f"wrote {len(paths)} problems shard(s) to {args.out}")
     return 0
 

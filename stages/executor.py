@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,8 @@ def build_executor(
 ) -> PipelineExecutor:
     if cfg.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
+
+        share_cores(cfg.workers)
 
         return LocalPipelineExecutor(
             pipeline=pipeline,
@@ -73,3 +76,13 @@ def build_executor(
         gpus_per_task=cfg.gpus_per_task,
         skip_completed=False,
     )
+
+
+def share_cores(workers: int) -> None:
+    """Give each of `workers` local worker processes its share of this machine's cores as torch
+    threads (OMP_NUM_THREADS, read by torch when a worker starts and respected by vLLM), unless
+    the user set it. torch's default is one OpenMP thread per core in *every* process, and its
+    threads spin-wait at each op for one another: with two engines on two cores each op waited
+    for a descheduled thread (a tiny-reasoner label run took 3x longer beside one busy core)."""
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))

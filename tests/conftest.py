@@ -19,6 +19,10 @@ os.environ.update(
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # One torch thread per process: this session's engines and the background flow run's
+        # share 2 cores, and torch's default (a spin-waiting OpenMP thread per core in every
+        # process) made each op wait for a descheduled thread (stages.executor.share_cores).
+        "OMP_NUM_THREADS": "1",
         # Prefect's ephemeral API server gets 20 s to start by default: on 2 busy cores (engines
         # starting beside it) that is not always enough, and a flow then fails before it begins.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
@@ -74,6 +78,9 @@ DEMO_OVERRIDES = {
     "generate.chunk_size": 6,
     "frontier.samples": 4,
     "pairs.next_step.prefixes_per_problem": 2,
+    # One process: it shares this session's 2 cores, so the recipe's second worker (and its
+    # own engine starts) would only add work; the fault tests run stages with two workers.
+    "executor": {"kind": "local", "tasks": 1, "workers": 1},
 }
 
 

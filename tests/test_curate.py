@@ -15,7 +15,7 @@ def test_a_changed_section_changes_its_stage_and_everything_downstream_only():
     assert label["problems"] == base["problems"] and label["generate"] == base["generate"]
     assert label["label"] != base["label"]
     assert label["pairs"] != base["pairs"] and label["frontier"] != base["frontier"]
-    executor = fingerprints(load_recipe("demo", {"executor.workers": 2}))
+    executor = fingerprints(load_recipe("demo", {"executor.workers": 1, "executor.tasks": 1}))
     assert executor == base  # how a stage is run does not change what it produces
 
 

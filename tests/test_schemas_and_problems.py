@@ -12,7 +12,7 @@ from stages.shards import read_table
 
 
 def test_problem_shards_round_trip_through_datasets(tmp_path):
-    paths = write_problem_shards(ProblemSourceConfig(split="demo", limit=25), tmp_path, shard_size=10)
+    paths = write_problem_shards(ProblemSourceConfig(split="demo", limit=25, shard_size=10), tmp_path)
     assert [p.name for p in paths] == ["problems-00000.parquet", "problems-00001.parquet", "problems-00002.parquet"]
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "*.parquet"), split="train")
     assert ds.features == PROBLEMS and len(ds) == 25
@@ -55,7 +55,7 @@ def test_a_problem_parquet_cannot_hold_is_refused_with_a_reason_and_the_rest_wri
     rows[1] = {**rows[1], "problem": "What is 2 \ud800+ 3?"}  # lone surrogate: not encodable as UTF-8
     rows[3] = {**rows[3], "answer": "\udcff"}
     monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: iter(rows))
-    paths = write_problem_shards(ProblemSourceConfig(split="demo", limit=5), tmp_path / "problems", shard_size=4)
+    paths = write_problem_shards(ProblemSourceConfig(split="demo", limit=5, shard_size=4), tmp_path / "problems")
     written = [r for p in paths for r in read_table(p, PROBLEMS).to_pylist()]
     assert [r["problem_id"] for r in written] == [rows[i]["problem_id"] for i in (0, 2, 4)]
     rejects = read_table(tmp_path / "problems_rejects" / "problems-00000.parquet", REJECTS).to_pylist()

@@ -33,11 +33,11 @@ def unwritable(row: dict) -> tuple[str, str] | None:
     return None
 
 
-def write_problem_shards(cfg: ProblemSourceConfig, out: Path, shard_size: int = 1000) -> list[Path]:
+def write_problem_shards(cfg: ProblemSourceConfig, out: Path) -> list[Path]:
     """Write shard i from source rows [i * shard_size, (i + 1) * shard_size), less any refused
     rows, which go to a reject shard of the same name. Returns the problems shards."""
     paths = []
-    for i, rows in enumerate(batched(load_problems(cfg), shard_size)):
+    for i, rows in enumerate(batched(load_problems(cfg), cfg.shard_size)):
         name = f"problems-{i:05d}.parquet"
         good, bad = [], []
         for row in rows:

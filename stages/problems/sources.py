@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from stages.problems import arithmetic
 
@@ -28,6 +28,9 @@ class ProblemSourceConfig(BaseModel):
     problem_column: str = "problem"
     answer_column: str = "answer"
     meta_columns: list[str] = []
+    # Problems per shard. A shard is what one executor rank takes (all of a problem's traces stay
+    # in the shards made from it), so with several workers give each at least one shard.
+    shard_size: int = Field(1000, ge=1)
 
 
 def arithmetic_problems(split: arithmetic.Split, n: int, seed: int = 0) -> Iterator[dict]:
