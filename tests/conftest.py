@@ -85,13 +85,13 @@ DEMO_OVERRIDES = {
 
 
 class StackAndDemoRun(threading.Thread):
-    """The Prefect stack and the `curate/demo` deployment run, started in the background when
-    the session collects a test that needs them: the flow run (in the worker's subprocess, with
-    its own engines) overlaps the in-process tests that come first, on the second core."""
+    """The Prefect stack and (`with_demo`) the `curate/demo` deployment run, started in the
+    background when the session collects a test that needs them: the flow run (in the worker's
+    subprocess, with its own engines) overlaps the in-process tests that come first."""
 
-    def __init__(self, home: Path, out: Path) -> None:
+    def __init__(self, home: Path, out: Path, with_demo: bool) -> None:
         super().__init__(daemon=True)
-        self.home, self.out = home, out
+        self.home, self.out, self.with_demo = home, out, with_demo
         self.stack = None
         self.stack_ready = threading.Event()
         self.error: BaseException | None = None
@@ -102,7 +102,8 @@ class StackAndDemoRun(threading.Thread):
         try:
             self.stack = start_stack(self.home)
             self.stack_ready.set()
-            run_deployment(self.stack, "curate/demo", {"out": str(self.out), "overrides": DEMO_OVERRIDES})
+            if self.with_demo:
+                run_deployment(self.stack, "curate/demo", {"out": str(self.out), "overrides": DEMO_OVERRIDES})
         except BaseException as exc:  # raised again by the fixtures that wait for it
             self.error = exc
         finally:
@@ -112,19 +113,21 @@ class StackAndDemoRun(threading.Thread):
 _BACKGROUND: list[StackAndDemoRun] = []
 
 
-def _background() -> StackAndDemoRun:
-    """The session's background stack and demo run, started on first use."""
+def _background(with_demo: bool = True) -> StackAndDemoRun:
+    """The session's background stack (and demo run), started on first use."""
     if not _BACKGROUND:
         base = Path(tempfile.mkdtemp(prefix="thoughtmill-flow-"))
-        _BACKGROUND.append(StackAndDemoRun(base / "prefect-home", base / "demo" / "out"))
+        _BACKGROUND.append(StackAndDemoRun(base / "prefect-home", base / "demo" / "out", with_demo))
         _BACKGROUND[0].start()
     return _BACKGROUND[0]
 
 
+@pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection: only what will run counts
 def pytest_collection_modifyitems(session, config, items):
-    """Start the stack and the demo run now when any collected test will need them."""
-    if any({"demo_run", "prefect_stack"} & set(item.fixturenames) for item in items):
-        _background()
+    """Start the stack (and the demo run, when a test reads it) now, if any test will need them."""
+    needed = {name for item in items for name in item.fixturenames}
+    if {"demo_run", "prefect_stack"} & needed:
+        _background(with_demo="demo_run" in needed)
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +151,6 @@ def demo_run():
 
     bg = _background()
     bg.join(timeout=1800)
-    if bg.error is not None or bg.is_alive():
+    if bg.error is not None or bg.is_alive() or not bg.with_demo:
         raise RuntimeError("the curate/demo deployment run failed") from bg.error
     return bg.out, json.loads((bg.out / "run.json").read_text()), load_recipe("demo", DEMO_OVERRIDES)

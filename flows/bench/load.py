@@ -2,9 +2,10 @@
 
 Reliability item "Load": throughput of the model-free path and peak memory, which must stay flat
 as the corpus grows (peak RSS of the largest size within 1.3x of the smallest). Each size runs in a
-fresh `python -m flows.bench.load --one N` process so its peak RSS is its own (the parent reads it
-with `os.wait4`, which also counts any worker processes the child reaped; the child reports its
-own `VmHWM` per stage too, resetting it through `/proc/self/clear_refs` between stages).
+fresh `python -m flows.bench.load --one N` process so its peak RSS is its own: the child's `VmHWM`
+(per stage, reset through `/proc/self/clear_refs` between stages; the stages run in-process, one
+worker). Not `wait4`'s `ru_maxrss`: Linux keeps the pre-exec high-water mark, so a child forked
+from a large parent (the reliability bench holds a vLLM engine) reports the parent's RSS.
 
 Stages, as the flow runs them (datatrove local executor, one task, one worker, in-process):
 - segment: `infra.reliability.synthetic.write_synthetic_run` (the generate stage's `build_trace`:
@@ -124,22 +125,20 @@ def run_one(n_traces: int, workdir: Path) -> dict:
 
 
 def _child(n_traces: int, workdir: Path) -> dict:
-    """Run one size in a fresh process; its result plus the peak RSS the kernel reports for it."""
+    """Run one size in a fresh process; its result, with its peak RSS (the child's own VmHWM)."""
     shutil.rmtree(workdir, ignore_errors=True)  # stages resume: a leftover run would be skipped, not timed
     cmd = [sys.executable, "-m", "flows.bench.load", "--one", str(n_traces), "--workdir", str(workdir)]
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.DEVNULL if not os.environ.get("LOAD_DEBUG") else None
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        stderr = None if os.environ.get("LOAD_DEBUG") else subprocess.DEVNULL
+        returncode = subprocess.run(cmd, stdout=out, stderr=stderr).returncode
         out.seek(0)
         text = out.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"load run of {n_traces} traces failed (exit {proc.returncode}): {text[-2000:]}")
+    if returncode != 0:
+        raise RuntimeError(f"load run of {n_traces} traces failed (exit {returncode}): {text[-2000:]}")
     result = json.loads(text.strip().splitlines()[-1])
-    # Resetting VmHWM between stages resets what wait4 reports too: the peak is the larger of the two.
-    result["peak_rss_mb"] = round(max(usage.ru_maxrss / 1024, result["self_peak_mb"] or 0.0), 1)  # Linux: KiB
+    if not result["self_peak_mb"]:
+        raise RuntimeError("no /proc/self/status here: the load run's peak memory cannot be measured")
+    result["peak_rss_mb"] = round(result["self_peak_mb"], 1)
     return result
 
 

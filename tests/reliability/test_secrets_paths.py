@@ -91,10 +91,12 @@ def labeled_run(tmp_path):
     return root
 
 
-def test_a_token_never_reaches_run_files_artifacts_or_logs(labeled_run, monkeypatch, caplog, capsys):
+def test_a_token_never_reaches_run_files_artifacts_or_logs(labeled_run, prefect_stack, monkeypatch, caplog, capsys):
     """The real flow's writing paths (recipe.json, run.json, report.html, the Prefect artifact and
-    logs) with a token in the environment and one pasted into the recipe's free text."""
+    logs) with a token in the environment and one pasted into the recipe's free text; the flow
+    runs here against the session's Prefect server (its artifacts are read back from there)."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     import flows.curate as curate_module
 
@@ -109,15 +111,16 @@ def test_a_token_never_reaches_run_files_artifacts_or_logs(labeled_run, monkeypa
         lambda recipe, root, summary: {"target": "local", "path": str(root / "dataset"), "configs": {"note": TOKEN}},
     )  # a token-shaped string in a result: it would reach run.json and the artifact unless scrubbed
     recipe = load_recipe("demo").model_copy(update={"description": f"pasted by mistake: {TOKEN}"})
-    summary = curate_module.curate(recipe, str(labeled_run))
+    with temporary_settings({PREFECT_API_URL: prefect_stack.env["PREFECT_API_URL"]}):
+        summary = curate_module.curate(recipe, str(labeled_run))
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts()
     assert summary["stages"]["label"] == stage  # the stand-ins ran, the flow wrote its files
     written = {p.name: p for p in labeled_run.iterdir() if p.is_file()}
     assert {"recipe.json", "run.json", "report.html"} <= set(written)
     leaks = [p for p in labeled_run.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert not leaks, leaks
     assert "pasted by mistake: hf_***" in json.loads(written["recipe.json"].read_text())["description"]
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts()
     assert any("| label | ran | 16 | 16" in str(a.data) for a in artifacts if a.key == "curate-demo")
     assert all(TOKEN not in str(a.data) for a in artifacts)
     captured = capsys.readouterr()
