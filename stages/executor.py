@@ -83,6 +83,8 @@ def share_cores(workers: int) -> None:
     threads (OMP_NUM_THREADS, read by torch when a worker starts and respected by vLLM), unless
     the user set it. torch's default is one OpenMP thread per core in *every* process, and its
     threads spin-wait at each op for one another: with two engines on two cores each op waited
-    for a descheduled thread (a tiny-reasoner label run took 3x longer beside one busy core)."""
+    for a descheduled thread (the hostile-input run, generate and label on the tiny reasoner,
+    took 3x longer beside one busy core). Set in this process, so its later executors agree."""
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
