@@ -40,9 +40,8 @@ def _problems(args: argparse.Namespace) -> int:
     from stages.problems.shards import write_problem_shards
     from stages.problems.sources import ProblemSourceConfig
 
-    cfg = ProblemSourceConfig(
-        kind="arithmetic", split=args.split, limit=args.n, seed=args.seed, shard_size=args.shard_size
-    )
+    given = {"shard_size": args.shard_size} if args.shard_size is not None else {}  # else the config's default
+    cfg = ProblemSourceConfig(kind="arithmetic", split=args.split, limit=args.n, seed=args.seed, **given)
     paths = write_problem_shards(cfg, Path(args.out))
     print(f"wrote {len(paths)} problems shard(s) to {args.out}")
     return 0
@@ -136,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--split", default="demo", choices=["train", "eval", "demo"])
     pr.add_argument("--n", type=int, default=32)
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--shard-size", type=int, default=1000)
+    pr.add_argument("--shard-size", type=int, default=None, help="problems per shard (default: the config's)")
     pr.add_argument("--out", required=True)
     pr.set_defaults(func=_problems)
     return ap
