@@ -23,7 +23,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
+from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS, empty_table
 from stages.shards import read_table, row_count, shard_paths, to_table, write_table
 
 # What `sft_row`, `sft_eligible` and `prm_row` read from a labeled trace (the rest stays in Arrow).
@@ -155,7 +155,7 @@ def shard_groups(root: Path) -> dict[str, dict[str, list[Path]]]:
 
 def _read(paths: list[Path], features) -> pa.Table:
     tables = [read_table(p, features) for p in paths]
-    return pa.concat_tables(tables) if tables else features.arrow_schema.empty_table()
+    return pa.concat_tables(tables) if tables else empty_table(features)
 
 
 def export_shard(group: dict[str, list[Path]], cfg: ExportConfig, frontier_used: bool) -> dict[str, pa.Table]:
@@ -186,7 +186,7 @@ def export_configs(root: Path, cfg: ExportConfig, out: Path) -> dict[str, int]:
                 counts[name] += table.num_rows
         for name in CONFIGS:
             if not (staging / name).is_dir():  # no labeled shard at all: an empty shard keeps the schema
-                write_table(CONFIGS[name].arrow_schema.empty_table(), staging / name / f"{name}.parquet", CONFIGS[name])
+                write_table(empty_table(CONFIGS[name]), staging / name / f"{name}.parquet", CONFIGS[name])
             shutil.rmtree(out / name, ignore_errors=True)
             os.replace(staging / name, out / name)
     finally:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
-from schemas import SchemaError, validate
+from schemas import SchemaError, arrow_schema, validate
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -40,7 +40,7 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 
 def to_table(rows: Iterable[dict], features: Features) -> pa.Table:
-    return pa.Table.from_pylist(list(rows), schema=features.arrow_schema)
+    return pa.Table.from_pylist(list(rows), schema=arrow_schema(features))
 
 
 def write_table(table: pa.Table, path: Path, features: Features) -> Path:

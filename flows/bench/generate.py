@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flows.bench.segmentation import bench_segmentation
-from schemas import PROBLEMS
+from schemas import PROBLEMS, arrow_schema
 from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.generate import Generate, GenerateConfig, problem_seed
 from stages.problems.sources import ProblemSourceConfig, load_problems
@@ -82,7 +82,7 @@ def bench_generate(
     seeds = [problem_seed(r["problem_id"], sampling.seed) for r in rows]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        write_table(pa.Table.from_pylist(rows, schema=PROBLEMS.arrow_schema), Path(tmp) / "p" / "p.parquet", PROBLEMS)
+        write_table(pa.Table.from_pylist(rows, schema=arrow_schema(PROBLEMS)), Path(tmp) / "p" / "p.parquet", PROBLEMS)
         _raw(engine, prompts, seeds, sampling)  # warm-up
         for i in range(repeats):
             raw_tokens, raw_s = _raw(engine, prompts, seeds, sampling)

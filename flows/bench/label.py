@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from schemas import PROBLEMS, TRACES
+from schemas import PROBLEMS, TRACES, arrow_schema
 from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.generate import Generate, GenerateConfig
 from stages.label.consensus import ConsensusConfig, consensus
@@ -70,7 +70,7 @@ def ece(conf: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
 
 def sample_traces(engine, problems: int, n: int, tmp: Path) -> list[dict]:
     rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems, seed=7)))
-    write_table(pa.Table.from_pylist(rows, schema=PROBLEMS.arrow_schema), tmp / "p" / "p.parquet", PROBLEMS)
+    write_table(pa.Table.from_pylist(rows, schema=arrow_schema(PROBLEMS)), tmp / "p" / "p.parquet", PROBLEMS)
     cfg = GenerateConfig(sampling=SamplingConfig(n=n, max_tokens=300, seed=11), chunk_size=problems)
     Generate(tmp / "p", tmp / "t", cfg, engine=engine).run()
     return pa.concat_tables([read_table(p, TRACES) for p in shard_paths(tmp / "t")]).to_pylist()

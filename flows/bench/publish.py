@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas import CONFIGS, validate
+from schemas import CONFIGS, arrow_schema, validate
 from stages.publish.shards import write_config_shards
 
 
@@ -73,7 +73,7 @@ def synthetic_traces(target_bytes: int = 200_000_000, seed: int = 0) -> pa.Table
         step_fields[name] = pa.array(-rng.random(n_steps, dtype=np.float32))
     for name in ("mc_label", "judge_label", "label"):
         step_fields[name] = pa.array(rng.random(n_steps) < 0.8)
-    step_type = CONFIGS["traces"].arrow_schema.field("steps").type.value_type
+    step_type = arrow_schema(CONFIGS["traces"]).field("steps").type.value_type
     steps = pa.StructArray.from_arrays([step_fields[f.name] for f in step_type], fields=list(step_type))
     floats = lambda: _lists(pa.array(rng.random(n * tokens_per_row, dtype=np.float32)), n, tokens_per_row)
     ids = pa.array([f"{x:016x}" for x in rng.integers(0, 2**63, n).tolist()])
@@ -83,7 +83,7 @@ def synthetic_traces(target_bytes: int = 200_000_000, seed: int = 0) -> pa.Table
     columns |= {"token_offsets": _lists(offsets, n, tokens_per_row)}
     for name in ("completion", "thinking"):
         columns[name] = _strings(rng, pool, n, 3000)
-    for field in CONFIGS["traces"].arrow_schema:
+    for field in arrow_schema(CONFIGS["traces"]):
         if field.name not in columns:
             columns[field.name] = _filler(rng, field.type, n)
     return validate(pa.table(columns), CONFIGS["traces"], "bench")

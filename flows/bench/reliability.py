@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 
 from infra.reliability.engine_faults import engine_death, generate_resume
-from infra.reliability.experiments import baseline, can_mount, corrupt_input, disk_full, publish_resume, stage_resume
+from infra.reliability.experiments import (
+    baseline,
+    can_mount,
+    corrupt_input,
+    disk_full,
+    publish_resume,
+    published_run,
+    stage_resume,
+)
 from infra.reliability.faults import FaultRun
 from infra.reliability.synthetic import write_synthetic_run
 
@@ -31,10 +39,7 @@ def fault_runs(work: Path, traces: int, kills: int) -> tuple[list[FaultRun], dic
     runs = [stage_resume("label", work / "run" / "traces", work, LABEL, kills=kills, seed=1)]
     labeled = baseline("label", work / "run" / "traces", work, LABEL)
     runs.append(stage_resume("pairs", labeled, work, PAIRS, kills=kills, seed=2))
-    run_root = work / "published-run"
-    run_root.mkdir(exist_ok=True)
-    for part, source in (("labeled", labeled), ("pairs", baseline("pairs", labeled, work, PAIRS))):
-        (run_root / part).symlink_to(source)
+    run_root = published_run(work, {"labeled": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)})
     runs.append(publish_resume(run_root, work, {}, kills=kills, seed=3))
     runs.append(generate_resume(work / "model", kills=max(2, kills // 2)))
     cases = {"corrupt_input": corrupt_input("label", work / "run" / "traces", work, LABEL)}

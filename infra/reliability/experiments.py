@@ -65,6 +65,22 @@ def stage_resume(
     return run
 
 
+def published_run(workdir: Path, parts: dict[str, Path], stems: list[str] | None = None) -> Path:
+    """`workdir/published-run`, the run folder export and publish read (`parts`: labeled/,
+    pairs/), its shards linked to the stage outputs; with `stems`, only the outputs of those input
+    shards (a smaller export through the same code)."""
+    root = workdir / "published-run"
+    for part, source in parts.items():
+        folder = root / part
+        if folder.exists():
+            continue
+        folder.mkdir(parents=True)
+        for path in shard_paths(source):
+            if stems is None or any(path.name.startswith(f"{stem}-") for stem in stems):
+                (folder / path.name).symlink_to(path)
+    return root
+
+
 def publish_resume(run_root: Path, workdir: Path, config: dict, kills: int = 3, seed: int = 0) -> FaultRun:
     """Export and publish of the run folder `run_root` (labeled/, pairs/, frontier/): killed at
     random times and resumed vs uninterrupted; the published folders must match byte for byte."""
@@ -163,13 +179,17 @@ def _features(stage: str):
     return {"generate": TRACES, "label": LABELED_TRACES, "pairs": PAIRS, "frontier": FRONTIER}[stage]
 
 
-def corrupt_input(stage: str, input_dir: Path, workdir: Path, config: dict) -> dict:
+def corrupt_input(stage: str, input_dir: Path, workdir: Path, config: dict, n_shards: int | None = None) -> dict:
     """One input shard with flipped bytes in a data page, one truncated (no footer): the stage
-    must do every other shard, then fail naming both paths; restored, a re-run completes."""
+    must do every other shard, then fail naming both paths; restored, a re-run completes (and
+    matches the uninterrupted run). `n_shards`: use only the first few input shards (one rank
+    reads them all, so fewer is quicker)."""
     base = baseline(stage, input_dir, workdir, config)
     copy = workdir / "corrupt-input"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(input_dir, copy)
+    copy.mkdir(parents=True)
+    for path in shard_paths(input_dir)[:n_shards]:
+        shutil.copy(path, copy / path.name)
     shards = shard_paths(copy)
     flipped, truncated = shards[0], shards[-1]
     data = bytearray(flipped.read_bytes())
@@ -195,7 +215,8 @@ def corrupt_input(stage: str, input_dir: Path, workdir: Path, config: dict) -> d
     for path in (flipped, truncated):
         shutil.copy(input_dir / path.name, path)
     run_to_end(stage_command(stage, copy, out, config, tasks=1, workers=1), log)
-    result = compare(output_rows(_outputs(base)), output_rows(_outputs(out)), FaultRun(stage))
+    stems = [p.stem for p in shards]
+    result = compare(output_rows(_outputs(base), stems), output_rows(_outputs(out)), FaultRun(stage))
     return {
         "failed": failed,
         "paths_named": len(named),

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
-from schemas import validate
+from schemas import arrow_schema, validate
 from stages.publish.layout import (
     SAMPLE_ROWS,
     Input,
@@ -217,7 +217,7 @@ def _write_config_shards(
     workers: int | None,
     pool: pa.MemoryPool,
 ) -> list[ShardInfo]:
-    schema = features.arrow_schema
+    schema = arrow_schema(features)
     estimate = estimate_nbytes(sources)
     count = math.ceil(estimate / max_shard_bytes)  # rows spread evenly over these
     # slack so the last shard's rows never spill into an extra one: a few rows' worth when the size is

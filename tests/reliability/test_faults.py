@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from infra.reliability.experiments import baseline, can_mount, corrupt_input, disk_full, publish_resume, stage_resume
+from infra.reliability.experiments import (
+    baseline,
+    can_mount,
+    corrupt_input,
+    disk_full,
+    publish_resume,
+    published_run,
+    stage_resume,
+)
 from infra.reliability.synthetic import write_synthetic_run
+from stages.shards import shard_paths
 
 LABEL = {"labelers": ["symbolic"], "fidelity": {"info_gain": False}, "chunk_size": 96}  # 96: whole problems
 PAIRS = {"kinds": ["trace", "fidelity"], "chunk_size": 96}
@@ -49,13 +58,9 @@ def test_pairs_killed_twice_resumes_to_the_uninterrupted_rows(work):
 
 def test_publish_killed_at_random_times_writes_the_same_bytes(work):
     labeled = baseline("label", work / "run" / "traces", work, LABEL)
-    pairs = baseline("pairs", labeled, work, PAIRS)
-    run_root = work / "published-run"
-    run_root.mkdir(exist_ok=True)
-    for part, source in (("labeled", labeled), ("pairs", pairs)):
-        if not (run_root / part).exists():
-            (run_root / part).symlink_to(source)
-    run = publish_resume(run_root, work, {}, kills=2, seed=3)
+    parts = {"labeled": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)}
+    stems = [p.stem for p in shard_paths(work / "run" / "traces")[:2]]  # a third: publish is a whole-run step
+    run = publish_resume(published_run(work, parts, stems), work, {}, kills=2, seed=3)
     assert run.faults_injected >= 1  # a kill that comes after publish finished is not a fault
     assert_nothing_lost(run)
 
@@ -70,7 +75,7 @@ def test_a_full_disk_fails_with_a_clear_error_keeps_finished_shards_and_resumes(
 
 
 def test_corrupted_input_shards_are_named_and_the_rest_is_done(work):
-    result = corrupt_input("label", work / "run" / "traces", work, LABEL)
+    result = corrupt_input("label", work / "run" / "traces", work, LABEL, n_shards=3)
     assert result["failed"] and result["paths_named"] == result["paths_corrupted"] == 2
     assert result["other_shards_done"]
     assert_nothing_lost(_run(result["resumed"]))
