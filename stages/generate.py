@@ -141,12 +141,14 @@ class Generate(ShardStage):
 
     def _generate(self, prompts: list[str], seeds: list[int]) -> list[Generation]:
         """One batched call; if the batch fails, isolate the failing prompts one by one. A dead
-        engine is not a bad prompt: `EngineUnavailable` fails the chunk (unwritten, so resumed)."""
+        engine is not a bad prompt: `EngineUnavailable` fails the chunk (unwritten, so resumed).
+        Nor is an engine that fails every prompt of a chunk alone (a broken kernel cache made
+        each call raise a compile error): rejecting them all would drop the rows for good."""
         try:
             return self.engine.generate(prompts, self.cfg.sampling, seeds)
         except EngineUnavailable:
             raise
-        except Exception:  # noqa: BLE001 - one bad prompt must not kill the chunk
+        except Exception as batch_error:  # noqa: BLE001 - one bad prompt must not kill the chunk
             out = []
             for p, s in zip(prompts, seeds):
                 try:
@@ -155,6 +157,8 @@ class Generate(ShardStage):
                     raise
                 except Exception as exc:  # noqa: BLE001
                     out.append(Generation(p, [], error=f"{type(exc).__name__}: {exc}"[:500]))
+            if len(prompts) > 1 and all(g.error for g in out):
+                raise EngineUnavailable(f"every prompt of the chunk failed alone: {out[0].error}") from batch_error
             return out
 
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:

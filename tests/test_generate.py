@@ -165,6 +165,21 @@ class DyingEngine(FailingEngine):
         return self._engine.generate(prompts, sampling, seeds)
 
 
+class BrokenEngine(FailingEngine):
+    """Alive, but every call raises (as when a stale torch kernel cache fails each compile)."""
+
+    def generate(self, prompts, sampling, seeds=None):
+        raise RuntimeError("CppCompileError: C++ compile error")
+
+
+def test_an_engine_failing_every_prompt_fails_the_chunk_instead_of_rejecting_it(tmp_path, teacher_engine):
+    write_problems(tmp_path / "problems", demo_problems(3))
+    cfg = config(sampling=SamplingConfig(n=2, max_tokens=120, seed=1), chunk_size=3, store_logprobs=False)
+    with pytest.raises(EngineUnavailable, match="every prompt of the chunk failed alone: RuntimeError: CppCompile"):
+        Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=BrokenEngine(teacher_engine)).run()
+    assert not shard_paths(tmp_path / "traces") and not read_all(tmp_path / "traces_rejects", REJECTS)
+
+
 def test_a_dead_engine_fails_the_stage_without_rejecting_rows_and_the_rerun_completes(tmp_path, teacher_engine):
     write_problems(tmp_path / "problems", demo_problems(6))
     cfg = config(sampling=SamplingConfig(n=2, max_tokens=120, seed=1), chunk_size=2, store_logprobs=False)

@@ -20,6 +20,7 @@ from infra.reliability.faults import (
     compare,
     kill_at_random_times,
     kill_repeatedly,
+    of_inputs,
     output_rows,
     publish_command,
     run_to_end,
@@ -76,7 +77,7 @@ def published_run(workdir: Path, parts: dict[str, Path], stems: list[str] | None
             continue
         folder.mkdir(parents=True)
         for path in shard_paths(source):
-            if stems is None or any(path.name.startswith(f"{stem}-") for stem in stems):
+            if of_inputs(path, stems):
                 (folder / path.name).symlink_to(path)
     return root
 

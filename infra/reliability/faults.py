@@ -150,6 +150,12 @@ def kill_at_random_times(
     return injected, injected
 
 
+def of_inputs(path: Path, stems: list[str] | None) -> bool:
+    """Whether the stage output `path` (`<input stem>-<chunk>.parquet`) comes from one of the
+    input shards `stems` (any, when None)."""
+    return stems is None or path.name.startswith(tuple(f"{stem}-" for stem in stems))
+
+
 def output_rows(folders: list[Path], stems: list[str] | None = None) -> dict[str, list[int]]:
     """Row id -> content hashes of every row with that id, over the visible shards of `folders`
     (with `stems`: only the outputs of those input shards, `<stem>-<chunk>.parquet`). Polars' row
@@ -158,9 +164,7 @@ def output_rows(folders: list[Path], stems: list[str] | None = None) -> dict[str
     rows: dict[str, list[int]] = {}
     for folder in folders:
         for path in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-            if path.name.startswith(".") or (
-                stems is not None and not path.name.startswith(tuple(f"{s}-" for s in stems))
-            ):
+            if path.name.startswith(".") or not of_inputs(path, stems):
                 continue
             frame = pl.from_arrow(pq.read_table(path))
             key = next(c for c in ID_COLUMNS if c in frame.columns)

@@ -59,7 +59,7 @@ def test_pairs_killed_twice_resumes_to_the_uninterrupted_rows(work):
 def test_publish_killed_at_random_times_writes_the_same_bytes(work):
     labeled = baseline("label", work / "run" / "traces", work, LABEL)
     parts = {"labeled": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)}
-    stems = [p.stem for p in shard_paths(work / "run" / "traces")[:2]]  # a third: publish is a whole-run step
+    stems = [p.stem for p in shard_paths(work / "run" / "traces")[:2]]  # 2 of 6 input shards: a shorter launch
     run = publish_resume(published_run(work, parts, stems), work, {}, kills=2, seed=3)
     assert run.faults_injected >= 1  # a kill that comes after publish finished is not a fault
     assert_nothing_lost(run)
