@@ -220,10 +220,10 @@ def run_hostile(workdir: Path, engine=None) -> dict:
     """Hostile problems through Generate (only with `engine`, a real one), then the hostile traces
     (plus what Generate wrote) through Label (symbolic checker and math-verify; the judge too with
     `engine`), Pairs (trace and fidelity kinds) and the export, each a real ShardStage run over
-    Parquet in `workdir`, `CHUNK_ROWS` rows (pairs: one problem) per chunk, each chunk timed. `hangs` counts
-    chunks over their stage's per-row bound
-    (and stages that never finished); `errors` names stages that raised; `unaccounted` lists
-    inputs that became neither an output row nor a reject row; `cases` says what became of each."""
+    Parquet in `workdir`, `CHUNK_ROWS` rows (pairs: one problem) per chunk, each chunk timed.
+    `hangs` counts chunks over their stage's per-row bound (and stages that never finished);
+    `errors` names stages that raised; `unaccounted` lists inputs that became neither an output
+    row nor a reject row; `cases` says what became of each."""
     workdir = Path(workdir)
     report: dict = {"hostile_inputs": 0, "quarantined": {}, "handled": 0, "hangs": 0, "errors": {}}
     report |= {"max_seconds_per_row": {}, "bounds": dict(BOUNDS_S), "unaccounted": [], "cases": {}}
