@@ -151,6 +151,8 @@ def demo_run():
 
     bg = _background()
     bg.join(timeout=1800)
-    if bg.error is not None or bg.is_alive() or not bg.with_demo:
+    if not bg.with_demo:
+        raise RuntimeError("the session started the Prefect stack without the demo run (no collected test read it)")
+    if bg.error is not None or bg.is_alive():
         raise RuntimeError("the curate/demo deployment run failed") from bg.error
     return bg.out, json.loads((bg.out / "run.json").read_text()), load_recipe("demo", DEMO_OVERRIDES)
