@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from schemas import REJECTS, SchemaError
 from stages.engine import close_shared_engines, in_worker_process
-from stages.paths import sweep_dead_temps
 from stages.shards import read_table, rejects_dir, row_count, shard_paths, to_table, write_table
 
 MAX_PAYLOAD = 4096
@@ -94,8 +93,6 @@ class ShardStage(PipelineStep):
         """Do this rank's pending chunks now. Returns nothing (datatrove's executor accepts a
         step that yields no documents), so calling `step.run()` directly does the work."""
         chunks, corrupt = self.plan(world_size, rank)
-        for folder in (self.output_dir, self.rejects_dir):
-            sweep_dead_temps(folder)
         todo = [c for c in chunks if not c[2].exists()]
         self.stat_update("chunks_skipped", value=len(chunks) - len(todo))
         if todo:

@@ -10,16 +10,7 @@ but an earlier published dataset (`labeled` would delete the stage's shards).
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from pathlib import Path, PurePosixPath, PureWindowsPath
-
-from loguru import logger
-
-# `.<name>.tmp-<pid>`, `.<name>.tmp-<pid>-<random>`, `.<name>.old-<pid>-<random>`: what a writer
-# puts beside its target before the atomic rename, tagged with the writer's pid.
-_TEMP = re.compile(r"^\..*\.(?:tmp|old)-(\d+)(?:-[^/]*)?$")
 
 
 def relative_path(value: str, key: str) -> str:
@@ -59,34 +50,3 @@ def replaceable(folder: Path, expected: set[str], key: str, value: str) -> Path:
     elif Path(folder).exists():
         raise ValueError(f"{key}={value!r}: {folder} is a file, not a folder; refusing to replace it")
     return folder
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def sweep_dead_temps(folder: Path) -> list[str]:
-    """Remove the hidden temp files and folders in `folder` whose writer (the pid in the name) is
-    gone: a writer killed mid-write leaves them, and a re-run would otherwise keep them forever.
-    Entries of live writers are left alone. Returns the names removed."""
-    removed = []
-    if not Path(folder).is_dir():
-        return removed
-    for entry in Path(folder).iterdir():
-        m = _TEMP.match(entry.name)
-        if m is None or pid_alive(int(m.group(1))):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry.name)
-    if removed:
-        logger.info(f"{folder}: removed {len(removed)} temp entries left by killed writers")
-    return removed

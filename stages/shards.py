@@ -4,11 +4,17 @@ Writes are atomic (temp file, fsync, rename), so a killed worker never leaves a 
 shard that a re-run would mistake for finished work, and a full disk fails the write with a clear
 `DiskFullError` while every finished shard stays intact. Pages carry CRC checksums that reads
 verify: a corrupted shard is reported with its path instead of being read as wrong values.
+
+A shard has one writer at a time (the rank that owns its chunk), so whoever (re)writes it first
+removes the temps an earlier, killed writer of the same shard left: no pid is tested, which
+holds across hosts on one filesystem. A leftover temp always belongs to an unwritten shard (the
+rename is the last step), so the chunk it belongs to is redone and its temps removed.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -49,6 +55,7 @@ def write_table(table: pa.Table, path: Path, features: Features) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftover_temps(path)
         pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -64,6 +71,16 @@ def write_table(table: pa.Table, path: Path, features: Features) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def remove_leftover_temps(path: Path) -> list[str]:
+    """Remove the temps beside `path` that earlier writers of `path` left when killed mid-write;
+    returns their names. Only `path`'s writer may call it (it would break a live writer's rename)."""
+    removed = []
+    for stale in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.tmp-*"):
+        stale.unlink(missing_ok=True)
+        removed.append(stale.name)
+    return removed
 
 
 def read_table(path: Path, features: Features) -> pa.Table:

@@ -13,6 +13,7 @@ with a scrubbed message and no chained exception (whose request would carry the 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -27,7 +28,6 @@ from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
-from stages.paths import sweep_dead_temps
 from stages.secrets import scrub
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,14 @@ class PublishError(RuntimeError):
 
 
 def _recover(dest: Path) -> None:
-    """A crash between the two renames leaves only the aside copy: put it back."""
-    if dest.exists():
-        return
-    aside = sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if aside:
-        os.rename(aside[-1], dest)
+    """A crash between the two renames leaves only the aside copy: put it back. Then remove what
+    killed publishes of `dest` left beside it (build folders, aside copies): a run root has one
+    publish at a time, so none of them belongs to a live writer."""
+    aside = sorted(dest.parent.glob(f".{glob.escape(dest.name)}.old-*"), key=lambda p: p.stat().st_mtime)
+    if aside and not dest.exists():
+        os.rename(aside.pop(), dest)
+    for left in aside + list(dest.parent.glob(f".{glob.escape(dest.name)}.tmp-*")):
+        shutil.rmtree(left, ignore_errors=True) if left.is_dir() and not left.is_symlink() else left.unlink()
 
 
 def publish_local(build_fn: Callable[[Path], T], dest: Path) -> T:
@@ -58,7 +60,6 @@ def publish_local(build_fn: Callable[[Path], T], dest: Path) -> T:
     dest = Path(dest).resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     _recover(dest)
-    sweep_dead_temps(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         result = build_fn(tmp)

@@ -87,29 +87,33 @@ def _run(d: dict):
     return FaultRun(**d)
 
 
-def test_temp_entries_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
+def test_a_shards_writer_removes_what_killed_writers_of_it_left_whatever_their_pid(tmp_path):
+    """No pid is tested: a reused pid (here a live one, this process's) or another host's leaves a
+    temp as stale as a dead one's; only the temps of the shard being written are its writer's to remove."""
     import os
-    import subprocess
-    import sys
 
-    from stages.paths import sweep_dead_temps
+    from schemas import REJECTS
+    from stages.shards import to_table, write_table
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    (tmp_path / f".train-00000.parquet.tmp-{dead_pid}").write_bytes(b"half")
-    (tmp_path / f".dataset.tmp-{dead_pid}-abc").mkdir()
-    (tmp_path / f".dataset.tmp-{dead_pid}-abc" / "x").write_text("x")
-    (tmp_path / f".dataset.old-{dead_pid}-def").mkdir()
-    live = [
-        f".train-00001.parquet.tmp-{os.getpid()}",
-        f".dataset.tmp-{os.getpid()}-ghi",
-        "train-00000.parquet",
-        ".done",
-    ]
-    for name in live:
-        (tmp_path / name).write_text("keep")
-    removed = sweep_dead_temps(tmp_path)
-    assert sorted(removed) == sorted(
-        [f".train-00000.parquet.tmp-{dead_pid}", f".dataset.tmp-{dead_pid}-abc", f".dataset.old-{dead_pid}-def"]
-    )
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(live)
+    mine = [f".00001-00000.parquet.tmp-{os.getpid()}", ".00001-00000.parquet.tmp-1"]
+    others = [f".00002-00000.parquet.tmp-{os.getpid()}", ".00001-00000.parquet.tmpx"]
+    for name in mine + others:
+        (tmp_path / name).write_bytes(b"half")
+    write_table(to_table([], REJECTS), tmp_path / "00001-00000.parquet", REJECTS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others + ["00001-00000.parquet"])
+
+
+def test_a_publish_removes_what_killed_publishes_left_beside_its_folder(tmp_path):
+    """Build folders and aside copies of earlier, killed publishes of the same dataset go; a
+    neighbouring dataset's stay."""
+    import os
+
+    from stages.publish.hub import publish_local
+
+    left = [f".dataset.tmp-{os.getpid()}-abc", ".dataset.tmp-1-def", f".dataset.old-{os.getpid()}-ghi"]
+    for name in left + [".other.tmp-1-x"]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("x")
+    publish_local(lambda folder: (folder / "README.md").write_text("card"), tmp_path / "dataset")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-1-x", "dataset"]
+    assert (tmp_path / "dataset" / "README.md").read_text() == "card"
