@@ -53,18 +53,28 @@ def _run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
     summary = curate(recipe, str(Path(args.out or f"out/{recipe.name}")))
-    pub = summary["published"]
+    pub, report = summary["stages"]["publish"], summary["stages"]["report"]
     where = f"https://huggingface.co/datasets/{pub['repo_id']}" if pub.get("repo_id") else pub["path"]
     print(f"thoughtmill: run {recipe.name!r} finished; output root {summary['out']} (run.json: stage stats)")
     print(f"thoughtmill: dataset {where} (configs: {', '.join(pub['configs'])}); card {pub['path']}/README.md")
-    print(f"thoughtmill: trace inspector {summary['report']} (open it in a browser)")
+    print(f"thoughtmill: trace inspector {report['path']} (open it in a browser)")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from flows.pipeline import load_pipeline
+
+    print(load_pipeline(args.pipeline).markdown())
     return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from flows.pipeline import PIPELINE
     from stages.inspect import build_report
 
-    report = build_report(Path(args.source), Path(args.out) if args.out else None, args.max_traces, args.seed)
+    source = Path(args.source)
+    layout = PIPELINE.inputs_of("report", source)  # where a run folder keeps what the page shows
+    report = build_report(source, Path(args.out) if args.out else None, args.max_traces, args.seed, layout)
     size = f"{report.bytes / 1e6:.1f} MB, built in {report.seconds}s"
     print(f"thoughtmill: inspector page {report.path} ({size}); {report.statement}")
     return 0
@@ -100,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output root (default: out/<recipe name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     run.set_defaults(func=_run)
+
+    pipe = sub.add_parser("pipeline", help="print the pipeline's stages: what each reads, writes and uses")
+    pipe.add_argument("--pipeline", default="flows.pipeline:PIPELINE", help="module:attribute of a Pipeline")
+    pipe.set_defaults(func=_pipeline)
 
     models = sub.add_parser("models", help="the embedded tiny reasoner models").add_subparsers(
         dest="action", required=True

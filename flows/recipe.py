@@ -1,42 +1,62 @@
 """Recipes: one typed configuration per run, loaded from YAML and overridable key by key.
 
-Every stage's configuration is a pydantic model that forbids unknown keys, so a typo in a
-recipe, a `--set` override or a deployment parameter is an error, never silently ignored.
+A recipe names its models once, by role (`models:` — e.g. `generator`, `completer`, `judge`,
+`student`, each a full engine config), and each stage's section names the roles it uses (by
+default the role named like the purpose: `label.roles.judge` is `judge`). A role a stage uses but
+`models:` lacks is an error naming it: there is no default model. Every section is a pydantic
+model that forbids unknown keys, so a typo in a recipe, a `--set` override or a deployment
+parameter is an error, never silently ignored. The recipe type itself has one section per stage
+of the pipeline (`flows/pipeline.py`, `Pipeline.recipe_model`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stages.configs import ExportConfig
+from stages.base import StageConfig
+from stages.engine import EngineConfig
 from stages.executor import ExecutorConfig
-from stages.frontier import FrontierConfig
-from stages.generate import GenerateConfig
-from stages.label.stage import LabelConfig
-from stages.pairs.stage import PairsConfig
-from stages.problems.sources import ProblemSourceConfig
-from stages.publish.stage import PublishConfig
 
 RECIPES = Path(__file__).parent / "recipes"
 
 
-class Recipe(BaseModel):
+class RecipeBase(BaseModel):
+    """The keys every recipe has; the pipeline adds one section per stage."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
     seed: int = 0
-    problems: ProblemSourceConfig = Field(default_factory=ProblemSourceConfig)
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    label: LabelConfig = Field(default_factory=LabelConfig)
-    pairs: PairsConfig = Field(default_factory=PairsConfig)
-    frontier: FrontierConfig = Field(default_factory=FrontierConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
-    publish: PublishConfig = Field(default_factory=PublishConfig)
+    models: dict[str, EngineConfig] = {}  # role -> engine config
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    def sections(self) -> dict[str, StageConfig]:
+        return {name: value for name, value in self if isinstance(value, StageConfig)}
+
+    def models_for(self, section: StageConfig) -> dict[str, EngineConfig]:
+        """Purpose -> engine config, for the roles `section` uses."""
+        return {purpose: self.models[role] for purpose, role in section.roles_used().items()}
+
+    @model_validator(mode="after")
+    def _roles_defined(self) -> RecipeBase:
+        missing = [
+            (stage, purpose, role)
+            for stage, section in self.sections().items()
+            for purpose, role in section.roles_used().items()
+            if role not in self.models
+        ]
+        if missing:
+            uses = "; ".join(f"stage {s!r} uses model role {r!r} (its {p}: {s}.roles.{p})" for s, p, r in missing)
+            raise ValueError(
+                f"recipe {self.name!r}: {uses}, but `models:` defines only {sorted(self.models)}. "
+                f"Define models.{missing[0][2]} (e.g. {{model: tiny:teacher}}, the embedded teacher, or a model id)"
+            )
+        return self
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -59,15 +79,28 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """A recipe by name (`flows/recipes/NAME.yaml`) or path, with dotted-key overrides."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = RECIPES / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-        raise FileNotFoundError(f"no recipe {name_or_path!r}; known recipes: {known}")
-    tree = yaml.safe_load(path.read_text()) or {}
+def load_tree(recipe: str | dict, overrides: dict[str, Any] | None = None) -> dict:
+    """A recipe's plain tree from a name (`flows/recipes/NAME.yaml`), a YAML path or a mapping,
+    with dotted-key overrides applied. YAML aliases are copied apart first: an anchor shared by
+    two roles is a shorthand for equal settings, and overriding one role must not change the other."""
+    if isinstance(recipe, dict):
+        tree = recipe
+    else:
+        path = Path(recipe)
+        if not path.suffix:
+            path = RECIPES / f"{recipe}.yaml"
+        if not path.exists():
+            known = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+            raise FileNotFoundError(f"no recipe {recipe!r}; known recipes: {known}")
+        tree = yaml.safe_load(path.read_text()) or {}
+    tree = json.loads(json.dumps(tree))
     for key, value in (overrides or {}).items():
         _set(tree, key, value)
-    return Recipe.model_validate(tree)
+    return tree
+
+
+def load_recipe(recipe: str | dict, overrides: dict[str, Any] | None = None, pipeline: str | None = None):
+    """A recipe of the pipeline `pipeline` (default: the project's, `flows/pipeline.py`)."""
+    from flows.pipeline import DEFAULT, load_pipeline
+
+    return load_pipeline(pipeline or DEFAULT).load(recipe, overrides)

@@ -19,7 +19,7 @@ Trace-level fields:
 | `final_correct` | bool | the final answer verifies against the gold answer |
 | `thinking_correct` | bool | the answer concluded inside the thinking verifies against the gold answer |
 | `thinking_answer_agrees` | bool | the thinking's concluded answer and the final answer are equivalent (null if either is missing) |
-| `first_error_symbolic` / `first_error_mc` / `first_error_judge` | int32 | each labeler's earliest wrong step (-1: none; null: labeler off or failed) |
+| `first_error_<labeler>` (`_symbolic`, `_mc`, `_judge`) | int32 | each labeler's earliest wrong step (-1: none; null: labeler off or failed) |
 | `first_error` | int32 | consensus earliest wrong step (-1: none; null: no consensus) |
 | `consensus` | string | `agree` (the labelers in the policy agree), `disagree` (kept and flagged), `insufficient` (too few labelers answered) |
 | `provenance` | string | JSON: which labeler said what (first errors; why a verdict is unusable: `no_boxed_index`, `index_out_of_range`, `misquoted_step`, `verdict_contradicts_reasoning`, `reasoning_names_missing_step`, `judge_error: ...`, `rollout_error`) |
@@ -32,11 +32,17 @@ from datasets import Features, Value
 
 from schemas.traces import STEP, TRACES
 
+# Each step labeler's own step columns, under its registered name (`stages/label/registry.py`:
+# one file per labeler). Every labeler also gets the trace column `first_error_<name>`.
+LABELER_STEP_FIELDS = {
+    "symbolic": {"symbolic": Value("string")},
+    "mc": {"mc_value": Value("float32"), "mc_label": Value("bool")},
+    "judge": {"judge_label": Value("bool")},
+}
+LABELERS = tuple(LABELER_STEP_FIELDS)
+
 STEP_LABELS = {
-    "symbolic": Value("string"),
-    "mc_value": Value("float32"),
-    "mc_label": Value("bool"),
-    "judge_label": Value("bool"),
+    **{k: v for fields in LABELER_STEP_FIELDS.values() for k, v in fields.items()},
     "label": Value("bool"),
     "info_gain": Value("float32"),
 }
@@ -45,9 +51,7 @@ TRACE_LABELS = {
     "final_correct": Value("bool"),
     "thinking_correct": Value("bool"),
     "thinking_answer_agrees": Value("bool"),
-    "first_error_symbolic": Value("int32"),
-    "first_error_mc": Value("int32"),
-    "first_error_judge": Value("int32"),
+    **{f"first_error_{name}": Value("int32") for name in LABELERS},
     "first_error": Value("int32"),
     "consensus": Value("string"),
     "provenance": Value("string"),

@@ -8,6 +8,11 @@ input shard does not stop the rest: every readable chunk is done first, then the
 naming each corrupt shard's path (fix or remove it, re-run, and only its chunks run). Subclasses
 implement one hook, `process_chunk`, and optionally `setup` (e.g. start an engine, lazily, only
 when there is work left).
+
+A stage's recipe section is a `StageConfig`. Stages that use models name them by purpose
+(`generator`, `judge`, ...); the section maps each purpose to one of the recipe's model roles
+(`roles:`, by default the role named like the purpose), and the stage is handed the engine
+config of each (`models`) or a ready engine (`engines`, as tests and benches do).
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ from __future__ import annotations
 import json
 import sys
 from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 from datasets import Features
 from datatrove.pipeline.base import PipelineStep
 from loguru import logger
+from pydantic import BaseModel, ConfigDict, field_validator
 from tqdm import tqdm
 
 from schemas import REJECTS, SchemaError
-from stages.engine import close_shared_engines, in_worker_process
+from stages.engine import Engine, EngineConfig, close_shared_engines, in_worker_process, shared_engine
 from stages.shards import read_table, rejects_dir, row_count, shard_paths, to_table, write_table
 
 MAX_PAYLOAD = 4096
@@ -43,18 +51,85 @@ def _utf8(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+class StageConfig(BaseModel):
+    """A stage's recipe section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def roles_used(self) -> dict[str, str]:
+        """Purpose -> model role, for the models this configuration makes the stage use."""
+        return {}
+
+
+class ModelStageConfig(StageConfig):
+    """The section of a stage that uses models: `PURPOSES` names what it can use them for."""
+
+    PURPOSES: ClassVar[tuple[str, ...]] = ()
+    roles: dict[str, str] = {}  # purpose -> a role of the recipe's `models:` (default: the purpose's name)
+
+    @field_validator("roles")
+    @classmethod
+    def _known_purposes(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(cls.PURPOSES))
+        if unknown:
+            raise ValueError(f"unknown model purpose(s) {unknown}; this stage uses {list(cls.PURPOSES)}")
+        return value
+
+    def purposes_used(self) -> tuple[str, ...]:
+        return self.PURPOSES
+
+    def roles_used(self) -> dict[str, str]:
+        return {p: self.roles.get(p, p) for p in self.purposes_used()}
+
+
+@dataclass
+class StageContext:
+    """What a stage that runs as a plain function (no shards of its own to resume) is given."""
+
+    root: Path  # the run's output root
+    config: Any  # the stage's recipe section
+    inputs: dict[str, Path]  # producing stage name -> its output folder
+    output: Path | None
+    recipe: Any = None  # the whole recipe (publishing records it in the card)
+    summary: dict = field(default_factory=dict)  # what the run has reported so far
+
+
 class ShardStage(PipelineStep):
     type = "Thoughtmill"
     in_features: Features
     out_features: Features
 
-    def __init__(self, input_dir: str | Path, output_dir: str | Path, chunk_size: int = 64) -> None:
+    def __init__(
+        self,
+        input_dir: str | Path,
+        output_dir: str | Path,
+        cfg: StageConfig,
+        models: Mapping[str, EngineConfig] | None = None,
+        engines: Mapping[str, Engine] | None = None,
+    ) -> None:
+        """`cfg`: the stage's recipe section (with its `chunk_size`, input rows per output shard);
+        `models`: purpose -> engine config to start (shared per process); `engines`: purpose -> a
+        ready engine, used as is (a test's or a bench's)."""
         super().__init__()
-        self.input_dir, self.output_dir, self.chunk_size = Path(input_dir), Path(output_dir), chunk_size
+        self.input_dir, self.output_dir, self.cfg = Path(input_dir), Path(output_dir), cfg
+        self.chunk_size: int = cfg.chunk_size
         self.rejects_dir = rejects_dir(self.output_dir)
+        self.models, self.engines = dict(models or {}), dict(engines or {})
 
-    def setup(self, rank: int) -> None:  # noqa: B027 - optional hook
-        """Prepare expensive resources; called once per rank, only if a chunk needs work."""
+    def engine(self, purpose: str) -> Engine:
+        """The engine for `purpose`: the one handed in, else this process's shared engine for its
+        config (started on first use)."""
+        if purpose not in self.engines:
+            if purpose not in self.models:
+                raise ValueError(f"{self.name}: no model for {purpose!r} (give models={{{purpose!r}: ...}})")
+            self.engines[purpose] = shared_engine(self.models[purpose])
+        return self.engines[purpose]
+
+    def setup(self, rank: int) -> None:
+        """Prepare expensive resources; called once per rank, only if a chunk needs work. By
+        default, start the engines of the purposes the configuration uses."""
+        for purpose in self.cfg.roles_used():
+            self.engine(purpose)
 
     def teardown(self) -> None:  # noqa: B027 - optional hook
         """Release what `setup` made."""

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS, empty_table
+from stages.base import StageConfig, StageContext
 from stages.shards import read_table, row_count, shard_paths, to_table, write_table
 
 # What `sft_row`, `sft_eligible` and `prm_row` read from a labeled trace (the rest stays in Arrow).
@@ -36,8 +36,7 @@ EXPORT_COLUMNS = ["trace_id", "problem_id", "problem", "completion", "thinking",
 ]
 
 
-class ExportConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExportConfig(StageConfig):
     reasoning: Literal["inline", "field"] = "inline"  # sft: <think> inline, or in `reasoning_content`
     prm_labels: Literal["consensus", "mc"] = "consensus"
     prm_threshold: float = 0.5  # mc: a step is correct when its soft MC value reaches this
@@ -141,14 +140,14 @@ def export(traces: list[dict], pairs: list[dict], frontier: list[dict], cfg: Exp
     return select(traces, pairs, frontier, cfg) | {"traces": traces}
 
 
-def shard_groups(root: Path) -> dict[str, dict[str, list[Path]]]:
+def shard_groups(labeled: Path, pairs: Path | None, frontier: Path | None) -> dict[str, dict[str, list[Path]]]:
     """Per labeled shard stem, in order: its labeled shard and the pairs and frontier shards made from it
     (`<stem>-<chunk>.parquet`). A pairs or frontier shard whose labeled shard is gone forms its own group."""
     groups: dict[str, dict[str, list[Path]]] = defaultdict(lambda: {"labeled": [], "pairs": [], "frontier": []})
-    for path in shard_paths(root / "labeled"):
+    for path in shard_paths(labeled):
         groups[path.stem]["labeled"].append(path)
-    for kind in ("pairs", "frontier"):
-        for path in shard_paths(root / kind):
+    for kind, folder in (("pairs", pairs), ("frontier", frontier)):
+        for path in shard_paths(folder) if folder else []:
             groups[path.stem.rsplit("-", 1)[0]][kind].append(path)
     return dict(sorted(groups.items()))
 
@@ -169,18 +168,20 @@ def export_shard(group: dict[str, list[Path]], cfg: ExportConfig, frontier_used:
     return {name: t.sort_by("pair_id" if name == "dpo" else "trace_id") for name, t in tables.items()}
 
 
-def export_configs(root: Path, cfg: ExportConfig, out: Path) -> dict[str, int]:
-    """Read a run's labeled traces, pairs and frontier decisions under `root` shard by shard, write
-    `out/<config>/<labeled stem>.parquet` for every config (replacing what `out/<config>/` held), and
-    return the row count of each config."""
-    root, out = Path(root), Path(out)
+def export_configs(
+    labeled: Path, pairs: Path | None, frontier: Path | None, cfg: ExportConfig, out: Path
+) -> dict[str, int]:
+    """Read labeled traces, pairs and frontier decisions (shard folders; None: the run has none)
+    shard by shard, write `out/<config>/<labeled stem>.parquet` for every config (replacing what
+    `out/<config>/` held), and return the row count of each config."""
+    out = Path(out)
     for stale in out.glob(".export-*"):  # left by a killed export
         shutil.rmtree(stale, ignore_errors=True)
     staging = out / f".export-{os.getpid()}"
-    frontier_used = any(row_count(p) for p in shard_paths(root / "frontier"))
+    frontier_used = any(row_count(p) for p in shard_paths(frontier)) if frontier else False
     counts = dict.fromkeys(CONFIGS, 0)
     try:
-        for stem, group in shard_groups(root).items():
+        for stem, group in shard_groups(labeled, pairs, frontier).items():
             for name, table in export_shard(group, cfg, frontier_used).items():
                 write_table(table, staging / name / f"{stem}.parquet", CONFIGS[name])
                 counts[name] += table.num_rows
@@ -192,3 +193,11 @@ def export_configs(root: Path, cfg: ExportConfig, out: Path) -> dict[str, int]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return counts
+
+
+def run_export(ctx: StageContext) -> dict:
+    """The pipeline's `export` stage: the training configs from the label, pairs and frontier outputs."""
+    counts = export_configs(
+        ctx.inputs["label"], ctx.inputs.get("pairs"), ctx.inputs.get("frontier"), ctx.config, ctx.output
+    )
+    return {"status": "ran", "rows_out": sum(counts.values()), "configs": counts}

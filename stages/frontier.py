@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from schemas import FRONTIER, LABELED_TRACES
 from stages.answers import extract_answer, split_thinking
-from stages.base import ShardStage
-from stages.engine import Engine, EngineConfig, SamplingConfig, shared_engine
+from stages.base import ModelStageConfig, ShardStage
+from stages.engine import Engine, SamplingConfig
 from stages.label.verify import verify_answer
 
 
-class FrontierConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    student: EngineConfig = Field(default_factory=lambda: EngineConfig(model="tiny:student"))
+class FrontierConfig(ModelStageConfig):
+    PURPOSES = ("student",)
     samples: int = 8  # student samples per problem for its pass rate
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=400, logprobs=0))
     prompt_template: str = "{problem}"
@@ -75,19 +74,12 @@ class Frontier(ShardStage):
     in_features = LABELED_TRACES
     out_features = FRONTIER
 
-    def __init__(self, input_dir, output_dir, cfg: FrontierConfig, engine: Engine | None = None) -> None:
-        super().__init__(input_dir, output_dir, cfg.chunk_size)
-        self.cfg, self.engine = cfg, engine
-
-    def setup(self, rank: int) -> None:
-        if self.engine is None:
-            self.engine = shared_engine(self.cfg.student)
-
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         problems = {t["problem_id"]: t for t in rows}
-        rates = pass_rates(self.engine, problems, self.cfg)
+        student = self.engine("student")
+        rates = pass_rates(student, problems, self.cfg)
         out = []
-        for t, (nll, nll_q0) in zip(rows, likelihoods(self.engine, rows, self.cfg)):
+        for t, (nll, nll_q0) in zip(rows, likelihoods(student, rows, self.cfg)):
             ifd = math.exp(nll - nll_q0)
             unscored = math.isnan(nll) or math.isnan(nll_q0)
             reason = "too_long_for_student" if unscored else decide(rates[t["problem_id"]], ifd, self.cfg)

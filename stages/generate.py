@@ -13,18 +13,17 @@ import hashlib
 import re
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from schemas import PROBLEMS, TRACES
 from stages.answers import extract_answer, split_thinking
-from stages.base import ShardStage, reject
-from stages.engine import Engine, EngineConfig, EngineUnavailable, Generation, Sample, SamplingConfig, shared_engine
+from stages.base import ModelStageConfig, ShardStage, reject
+from stages.engine import EngineUnavailable, Generation, Sample, SamplingConfig
 from stages.segment import SegmentConfig, segment
 
 
-class GenerateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+class GenerateConfig(ModelStageConfig):
+    PURPOSES = ("generator",)
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4, max_tokens=400))
     prompt_template: str = "{problem}"
     store_logprobs: bool = False  # keep per-token arrays in the traces (large)
@@ -130,29 +129,20 @@ class Generate(ShardStage):
     in_features = PROBLEMS
     out_features = TRACES
 
-    def __init__(self, input_dir, output_dir, cfg: GenerateConfig, engine: Engine | None = None) -> None:
-        super().__init__(input_dir, output_dir, cfg.chunk_size)
-        self.cfg = cfg
-        self.engine = engine
-
-    def setup(self, rank: int) -> None:
-        if self.engine is None:
-            self.engine = shared_engine(self.cfg.engine)
-
     def _generate(self, prompts: list[str], seeds: list[int]) -> list[Generation]:
         """One batched call; if the batch fails, isolate the failing prompts one by one. A dead
         engine is not a bad prompt: `EngineUnavailable` fails the chunk (unwritten, so resumed).
         Nor is an engine that fails every prompt of a chunk alone (a broken kernel cache made
         each call raise a compile error): rejecting them all would drop the rows for good."""
         try:
-            return self.engine.generate(prompts, self.cfg.sampling, seeds)
+            return self.engine("generator").generate(prompts, self.cfg.sampling, seeds)
         except EngineUnavailable:
             raise
         except Exception as batch_error:  # noqa: BLE001 - one bad prompt must not kill the chunk
             out = []
             for p, s in zip(prompts, seeds):
                 try:
-                    out += self.engine.generate([p], self.cfg.sampling, [s])
+                    out += self.engine("generator").generate([p], self.cfg.sampling, [s])
                 except EngineUnavailable:
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -163,13 +153,14 @@ class Generate(ShardStage):
 
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         rejects, todo, prompts = [], [], []
-        limit = self.engine.max_model_len
+        engine = self.engine("generator")
+        limit = engine.max_model_len
         for row in rows:
             if bad := check_problem(row):
                 rejects.append(reject(row.get("problem_id"), self.name, *bad, row))
                 continue
-            prompt = self.engine.chat_prompt(self.cfg.prompt_template.format(problem=row["problem"]))
-            n_tokens = self.engine.count_tokens(prompt)
+            prompt = engine.chat_prompt(self.cfg.prompt_template.format(problem=row["problem"]))
+            n_tokens = engine.count_tokens(prompt)
             if limit and n_tokens is not None and n_tokens + self.cfg.min_new_tokens > limit:
                 rejects.append(
                     reject(
@@ -192,7 +183,6 @@ class Generate(ShardStage):
                 continue
             self.stat_update("tokens_generated", value=sum(len(s.offsets) for s in gen.samples))
             traces += [
-                build_trace(row, i, s, self.engine.name, sampling_json, prompt, self.cfg)
-                for i, s in enumerate(gen.samples)
+                build_trace(row, i, s, engine.name, sampling_json, prompt, self.cfg) for i, s in enumerate(gen.samples)
             ]
         return traces, rejects

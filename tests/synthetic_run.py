@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from flows.pipeline import PIPELINE
 from schemas import FRONTIER, LABELED_TRACES, PAIRS, PROBLEMS, REJECTS
 from schemas.labels import LABELED_STEP
-from stages.shards import write_table
+from stages.shards import rejects_dir, write_table
 
 TEMPLATES = (
     "{a} + {b} = {c}, so the running total is {c}.",
@@ -238,7 +239,7 @@ def rejects_table(stage: str, reasons: list[str]) -> pa.Table:
 def write_synthetic_run(
     root: Path, n_traces: int = 400, seed: int = 0, per_problem: int = 8, step_repeat: int = 1
 ) -> Path:
-    """A run folder as `curate` lays it out (labeled/, pairs/, frontier/, *_rejects/, run.json)."""
+    """A run folder as `curate` lays it out (the pipeline spec's stage folders, their rejects, run.json)."""
     root = Path(root)
     traces = labeled_table(n_traces, seed, per_problem, step_repeat)
     pairs, frontier = pairs_table(traces), frontier_table(traces, seed)
@@ -253,17 +254,17 @@ def write_synthetic_run(
             "meta": ["{}"] * n_problems,
         }
     )
-    write_table(problems, root / "problems" / "problems-00000.parquet", PROBLEMS)
+    folder = {name: PIPELINE.path(name, root) for name in ("problems", "generate", "label", "pairs", "frontier")}
+    write_table(problems, folder["problems"] / "problems-00000.parquet", PROBLEMS)
     half = n_traces // 2  # two shards, as a multi-chunk run writes
     for i, part in enumerate((traces.slice(0, half), traces.slice(half))):
-        write_table(part, root / "labeled" / f"problems-00000-{i:05d}.parquet", LABELED_TRACES)
-    write_table(pairs, root / "pairs" / "problems-00000-00000.parquet", PAIRS)
-    write_table(frontier, root / "frontier" / "problems-00000-00000.parquet", FRONTIER)
-    gen_rejects = ["missing_answer"] * 3 + ["prompt_too_long"]
-    write_table(rejects_table("generate", gen_rejects), root / "traces_rejects" / "problems-00000.parquet", REJECTS)
-    write_table(
-        rejects_table("label", ["judge_unparseable"] * 2), root / "labeled_rejects" / "p-00000.parquet", REJECTS
-    )
+        write_table(part, folder["label"] / f"problems-00000-{i:05d}.parquet", LABELED_TRACES)
+    write_table(pairs, folder["pairs"] / "problems-00000-00000.parquet", PAIRS)
+    write_table(frontier, folder["frontier"] / "problems-00000-00000.parquet", FRONTIER)
+    gen_rejects = rejects_table("generate", ["missing_answer"] * 3 + ["prompt_too_long"])
+    write_table(gen_rejects, rejects_dir(folder["generate"]) / "problems-00000.parquet", REJECTS)
+    label_rejects = rejects_table("label", ["judge_unparseable"] * 2)
+    write_table(label_rejects, rejects_dir(folder["label"]) / "p-00000.parquet", REJECTS)
     kept = int(frontier["keep"].to_numpy(zero_copy_only=False).sum())
     stages = {
         "problems": {"shards": 1, "stale_moved_to": None},

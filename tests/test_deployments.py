@@ -15,24 +15,24 @@ import pyarrow.parquet as pq
 from datasets import load_dataset
 from prefect_stack import PREFECT, ROOT, deployment_command, flow_run_processes, run_deployment
 
+from flows.pipeline import PIPELINE
+from flows.recipe import load_recipe
+
 TINY_ENGINE = {"model": "tiny:teacher", "enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}
 # The math recipe pointed at the tiny reasoner and bundled problems, key by key: what a user
 # overrides to smoke-test a GPU recipe on a laptop.
 MATH_ON_TINY = {
     "problems": {"kind": "arithmetic", "split": "demo", "limit": 4},
-    "generate.engine": TINY_ENGINE,
+    "models": {role: TINY_ENGINE for role in ("generator", "completer", "judge")}
+    | {"student": {**TINY_ENGINE, "model": "tiny:student"}},
     "generate.sampling": {"n": 4, "temperature": 1.0, "max_tokens": 400, "logprobs": 5, "seed": 0},
     "generate.prompt_template": "{problem}",
-    "label.completer": TINY_ENGINE,
-    "label.judge_engine": TINY_ENGINE,
     "label.rollouts": {"strategy": "binary_search", "k": 4, "max_tokens": 300},
     "label.judge": {"template": "compact", "max_tokens": 400},
     "label.fidelity": {"info_gain": True},
     "label.chunk_size": 4,  # four label chunks: the run below is killed after the first
-    "pairs.generator": TINY_ENGINE,
     "pairs.next_step": {"candidates": 4, "max_tokens": 48},
     "pairs.rollouts": {"k": 4, "max_tokens": 300},
-    "frontier.student": {**TINY_ENGINE, "model": "tiny:student"},
     "frontier.samples": 4,
     "frontier.sampling": {"max_tokens": 400, "temperature": 1.0},
     "frontier.prompt_template": "{problem}",
@@ -42,10 +42,11 @@ MATH_ON_TINY = {
 
 def _check_published(out: Path) -> dict:
     run = json.loads((out / "run.json").read_text())
-    dataset = Path(run["published"]["path"])
+    assert run["complete"]
+    dataset = Path(run["stages"]["publish"]["path"])
     assert (dataset / "README.md").exists()
     sizes = {}
-    for config in run["published"]["configs"]:
+    for config in run["stages"]["publish"]["configs"]:
         ds = load_dataset(str(dataset), config, split="train")
         sizes[config] = len(ds)
     assert sizes.get("sft", 0) > 0 and sizes.get("prm", 0) > 0, sizes
@@ -56,6 +57,27 @@ def test_deployment_run_curate_demo(demo_run):
     root, run, recipe = demo_run
     assert _check_published(root) == run and run["recipe"] == "demo"
     assert run["stages"]["generate"]["rows_out"] == recipe.problems.limit * recipe.generate.sampling.n
+
+
+def assert_only_needed_engines_alive(run: dict, recipe) -> None:
+    """With one local worker, stages run in the flow's process: at each stage's start, the engines
+    alive serve only roles the stage uses (roles with equal settings share one engine), so the
+    teacher is closed before the frontier's student starts."""
+    engines = {n: s["engines_at_start"] for n, s in run["stages"].items() if "engines_at_start" in s}
+    for name, alive in engines.items():
+        section = getattr(recipe, name)
+        needed = {recipe.models[r].model_dump_json() for r in section.roles_used().values()}
+        assert all(recipe.models[role].model_dump_json() in needed for role in alive), (name, alive)
+    assert engines["frontier"] == []  # the teacher was closed before the student started
+    return engines
+
+
+def test_one_worker_keeps_only_the_engines_the_next_stage_uses(demo_run):
+    root, run, recipe = demo_run
+    assert recipe.executor.workers == 1
+    engines = assert_only_needed_engines_alive(run, recipe)
+    assert set(engines) == {"generate", "label", "pairs", "frontier"} and engines["generate"] == []
+    assert "judge" in engines["label"] and "generator" in engines["pairs"]  # the teacher is shared, not restarted
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
@@ -79,7 +101,7 @@ def test_curate_math_with_overrides_killed_during_label_resumes_without_regenera
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(deployment_command("curate/math", params), cwd=ROOT, env=prefect_stack.env, stdout=log)
     try:
-        _wait_for(lambda: any((out / "labeled").glob("*.parquet")), 600, first)
+        _wait_for(lambda: any(PIPELINE.path("label", out).glob("*.parquet")), 600, first)
         victims = flow_run_processes(prefect_stack)
         assert victims, "no flow-run process under the worker"
         for proc in victims:
@@ -91,23 +113,25 @@ def test_curate_math_with_overrides_killed_during_label_resumes_without_regenera
             first.kill()
     first_out = (tmp_path / "first.log").read_text()
     assert "Completed" not in first_out.split("Flow run")[-1], first_out[-2000:]
-    traces_before = {p.name: p.stat().st_mtime_ns for p in (out / "traces").glob("*.parquet")}
-    labeled_before = len(list((out / "labeled").glob("*.parquet")))
-    assert traces_before and not (out / "run.json").exists()
+    traces_dir, labeled_dir = PIPELINE.path("generate", out), PIPELINE.path("label", out)
+    traces_before = {p.name: p.stat().st_mtime_ns for p in traces_dir.glob("*.parquet")}
+    labeled_before = len(list(labeled_dir.glob("*.parquet")))
+    assert traces_before and not json.loads((out / "run.json").read_text())["complete"]
 
     run_deployment(prefect_stack, "curate/math", params)
     run = _check_published(out)
     recipe = json.loads((out / "recipe.json").read_text())
-    assert run["recipe"] == "math" and recipe["generate"]["engine"]["model"] == "tiny:teacher"
+    assert run["recipe"] == "math" and recipe["models"]["generator"]["model"] == "tiny:teacher"
     assert recipe["label"]["rollouts"]["strategy"] == "binary_search"  # the rest of the math recipe holds
     assert run["stages"]["generate"]["status"] == "complete, skipped"
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "traces").glob("*.parquet")} == traces_before
+    assert {p.name: p.stat().st_mtime_ns for p in traces_dir.glob("*.parquet")} == traces_before
     label = run["stages"]["label"]
     assert label["status"] == "ran" and label["chunks_skipped"] == labeled_before
-    labeled = pq.read_table(out / "labeled").column("trace_id").to_pylist()
-    traces = pq.read_table(out / "traces").column("trace_id").to_pylist()
+    labeled = pq.read_table(labeled_dir).column("trace_id").to_pylist()
+    traces = pq.read_table(traces_dir).column("trace_id").to_pylist()
     assert len(traces) == 4 * 4
     assert sorted(labeled) == sorted(traces)  # nothing lost, nothing duplicated
+    assert_only_needed_engines_alive(run, load_recipe("math", MATH_ON_TINY))
 
 
 def test_unknown_override_key_fails_the_run(prefect_stack):

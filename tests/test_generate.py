@@ -60,7 +60,7 @@ def test_engine_samples_n4_with_logprobs_some_right_some_wrong(teacher_engine):
 
 def test_steps_tile_thinking_in_chars_and_tokens_with_their_own_confidence(tmp_path, teacher_engine):
     write_problems(tmp_path / "problems", demo_problems(8))
-    Generate(tmp_path / "problems", tmp_path / "traces", config(), engine=teacher_engine).run()
+    Generate(tmp_path / "problems", tmp_path / "traces", config(), engines={"generator": teacher_engine}).run()
     traces = read_all(tmp_path / "traces", TRACES)
     assert len(traces) == 32 and len({t["trace_id"] for t in traces}) == 32
     with_steps = 0
@@ -88,7 +88,7 @@ class Interrupt(RuntimeError):
 def test_kill_and_resume_ends_with_exactly_the_expected_traces(tmp_path, teacher_engine, monkeypatch):
     write_problems(tmp_path / "problems", demo_problems(10), shard_size=5)
     cfg = config(sampling=SamplingConfig(n=2, max_tokens=200, seed=3), chunk_size=2, store_logprobs=False)
-    step = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=teacher_engine)
+    step = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engines={"generator": teacher_engine})
     original, calls = step.process_chunk, {"n": 0}
 
     def dies_on_third_chunk(rows):
@@ -101,10 +101,10 @@ def test_kill_and_resume_ends_with_exactly_the_expected_traces(tmp_path, teacher
     with pytest.raises(Interrupt):
         step.run()
     assert len(shard_paths(tmp_path / "traces")) == 2
-    resumed = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=teacher_engine)
+    resumed = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engines={"generator": teacher_engine})
     assert len(resumed.pending()) == 4  # 6 chunks in all (two shards of 5 rows, chunks of 2), 2 done
     resumed.run()
-    fresh = Generate(tmp_path / "problems", tmp_path / "fresh", cfg, engine=teacher_engine)
+    fresh = Generate(tmp_path / "problems", tmp_path / "fresh", cfg, engines={"generator": teacher_engine})
     fresh.run()
     got = [t["trace_id"] for t in read_all(tmp_path / "traces", TRACES)]
     want = [t["trace_id"] for t in read_all(tmp_path / "fresh", TRACES)]
@@ -137,7 +137,7 @@ def test_bad_problems_are_rejected_with_reasons_and_good_rows_complete(tmp_path,
     ]
     write_problems(tmp_path / "problems", good[:2] + bad + good[2:])
     engine = FailingEngine(teacher_engine)
-    step = Generate(tmp_path / "problems", tmp_path / "traces", config(chunk_size=16), engine=engine)
+    step = Generate(tmp_path / "problems", tmp_path / "traces", config(chunk_size=16), engines={"generator": engine})
     step.run()
     rejects = {r["row_id"]: r["reason"] for r in read_all(tmp_path / "traces_rejects", REJECTS)}
     assert rejects == {
@@ -176,19 +176,21 @@ def test_an_engine_failing_every_prompt_fails_the_chunk_instead_of_rejecting_it(
     write_problems(tmp_path / "problems", demo_problems(3))
     cfg = config(sampling=SamplingConfig(n=2, max_tokens=120, seed=1), chunk_size=3, store_logprobs=False)
     with pytest.raises(EngineUnavailable, match="every prompt of the chunk failed alone: RuntimeError: CppCompile"):
-        Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=BrokenEngine(teacher_engine)).run()
+        broken = {"generator": BrokenEngine(teacher_engine)}
+        Generate(tmp_path / "problems", tmp_path / "traces", cfg, engines=broken).run()
     assert not shard_paths(tmp_path / "traces") and not read_all(tmp_path / "traces_rejects", REJECTS)
 
 
 def test_a_dead_engine_fails_the_stage_without_rejecting_rows_and_the_rerun_completes(tmp_path, teacher_engine):
     write_problems(tmp_path / "problems", demo_problems(6))
     cfg = config(sampling=SamplingConfig(n=2, max_tokens=120, seed=1), chunk_size=2, store_logprobs=False)
-    step = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=DyingEngine(teacher_engine))
+    dying = {"generator": DyingEngine(teacher_engine)}
+    step = Generate(tmp_path / "problems", tmp_path / "traces", cfg, engines=dying)
     with pytest.raises(EngineUnavailable):
         step.run()
     assert len(shard_paths(tmp_path / "traces")) == 1  # the chunk in flight is not written...
     assert not read_all(tmp_path / "traces_rejects", REJECTS)  # ...and its problems are not rejected
-    Generate(tmp_path / "problems", tmp_path / "traces", cfg, engine=teacher_engine).run()
+    Generate(tmp_path / "problems", tmp_path / "traces", cfg, engines={"generator": teacher_engine}).run()
     traces = read_all(tmp_path / "traces", TRACES)
     ids = [t["trace_id"] for t in traces]
     assert len(ids) == len(set(ids)) == 12

@@ -21,8 +21,10 @@ import pytest
 from synthetic_run import write_synthetic_run  # tests/ is on sys.path (pytest rootdir conftest)
 from websockets.sync.client import connect
 
+from flows.pipeline import PIPELINE
 from stages.configs import ExportConfig, export_configs
-from stages.inspect import build_report, sample
+from stages.inspect import build_report as build_page
+from stages.inspect import sample
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
@@ -40,6 +42,11 @@ FLAGS = [
     "--window-size=1400,1000",
     "--remote-debugging-port=0",
 ]
+
+
+def build_report(source: Path, out: Path, **kw):
+    """The page, with a run folder's stage folders where the pipeline spec puts them (as the CLI does)."""
+    return build_page(source, out, layout=PIPELINE.inputs_of("report", source), **kw)
 
 
 class Browser:
@@ -257,7 +264,8 @@ def test_long_texts_stay_within_the_byte_budget(tmp_path, monkeypatch):
 def test_published_dataset_folder(synthetic, tmp_path, browser):
     """A published dataset folder (data/<config>/) shows its traces and dpo pairs."""
     ds = tmp_path / "dataset"
-    export_configs(synthetic, ExportConfig(), ds / "data")  # the real exporter: data/<config>/<config>.parquet
+    parts = PIPELINE.inputs_of("export", synthetic)  # the real exporter: data/<config>/<config>.parquet
+    export_configs(parts["label"], parts["pairs"], parts["frontier"], ExportConfig(), ds / "data")
     report = build_report(ds, tmp_path / "ds.html")
     assert report.shown == 400 and "dpo" in report.path.read_text()
     browser.open(report.path)

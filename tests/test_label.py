@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from datasets import load_dataset
 
+from flows.pipeline import PIPELINE
 from schemas.labels import LABELED_TRACES
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.label.verify import verify_answer
@@ -19,13 +20,14 @@ pytestmark = pytest.mark.vllm
 @pytest.fixture(scope="module")
 def labeled(demo_run):
     root = demo_run[0]
-    rows = pa.concat_tables([read_table(p, LABELED_TRACES) for p in shard_paths(root / "labeled")]).to_pylist()
+    shards = shard_paths(PIPELINE.path("label", root))
+    rows = pa.concat_tables([read_table(p, LABELED_TRACES) for p in shards]).to_pylist()
     return root, rows, demo_run[1]["stages"]["label"]
 
 
 def test_labeled_traces_load_with_declared_features(labeled):
     root, rows, _ = labeled
-    ds = load_dataset("parquet", data_files=str(root / "labeled" / "*.parquet"), split="train")
+    ds = load_dataset("parquet", data_files=str(PIPELINE.path("label", root) / "*.parquet"), split="train")
     assert ds.features == LABELED_TRACES and len(ds) == len(rows) == 48
 
 

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from datasets import load_dataset
 
+from flows.pipeline import PIPELINE
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
 from stages.pairs.common import by_problem
 from stages.pairs.fidelity_pairs import faithful, fidelity_pairs, unfaithful_reason
@@ -27,10 +28,10 @@ def fidelity_eligible(labeled: list[dict]) -> bool:
 
 
 def test_every_pair_kind_is_built_with_a_real_preference(demo_run):
-    pairs = rows(demo_run[0] / "pairs", PAIRS)
+    pairs = rows(PIPELINE.path("pairs", demo_run[0]), PAIRS)
     kinds = {p["kind"] for p in pairs}
     # fidelity pairs need an unfaithful trace beside a faithful one; 48 sampled traces may have none
-    eligible = fidelity_eligible(rows(demo_run[0] / "labeled", LABELED_TRACES))
+    eligible = fidelity_eligible(rows(PIPELINE.path("label", demo_run[0]), LABELED_TRACES))
     assert kinds == {"step", "trace"} | ({"fidelity"} if eligible else set()), (kinds, eligible)
     assert len({p["pair_id"] for p in pairs}) == len(pairs)
     for p in pairs:
@@ -45,9 +46,9 @@ def test_every_pair_kind_is_built_with_a_real_preference(demo_run):
 
 
 def test_step_pairs_share_their_prefix_exactly(demo_run):
-    dataset = demo_run[0] / "dataset"
-    dpo = load_dataset(str(dataset), "dpo", split="train")
-    pairs = {p["pair_id"]: p for p in rows(demo_run[0] / "pairs", PAIRS)}
+    dataset = demo_run[1]["stages"]["publish"]["path"]
+    dpo = load_dataset(dataset, "dpo", split="train")
+    pairs = {p["pair_id"]: p for p in rows(PIPELINE.path("pairs", demo_run[0]), PAIRS)}
     steps = [r for r in dpo if r["kind"] == "step"]
     assert steps
     for r in steps:
@@ -58,7 +59,7 @@ def test_step_pairs_share_their_prefix_exactly(demo_run):
 
 
 def test_frontier_records_every_drop_with_its_reason(demo_run):
-    frontier = rows(demo_run[0] / "frontier", FRONTIER)
+    frontier = rows(PIPELINE.path("frontier", demo_run[0]), FRONTIER)
     reasons = {f["drop_reason"] for f in frontier if not f["keep"]}
     assert reasons <= {"pass_rate_too_low", "pass_rate_too_high", "ifd_too_high"}
     assert all(f["drop_reason"] == "" for f in frontier if f["keep"])
@@ -72,18 +73,18 @@ def test_frontier_records_every_drop_with_its_reason(demo_run):
 
 
 def test_published_configs_load_by_path_with_declared_features(demo_run):
-    dataset = demo_run[0] / "dataset"
+    dataset = demo_run[1]["stages"]["publish"]["path"]
     for name, features in CONFIGS.items():
-        ds = load_dataset(str(dataset), name, split="train")
+        ds = load_dataset(dataset, name, split="train")
         assert ds.features == features, name
-    prm = load_dataset(str(dataset), "prm", split="train")
+    prm = load_dataset(dataset, "prm", split="train")
     assert len(prm) > 0 and all(isinstance(x, bool) for r in prm for x in r["labels"])
 
 
 def test_fidelity_pairs_prefer_the_faithful_trace_of_the_same_problem(demo_run):
     """On the demo's real labeled traces: make one faithful trace misaligned (its thinking concluded
     another answer) and it becomes the rejected side of a fidelity pair against a faithful sibling."""
-    labeled = rows(demo_run[0] / "labeled", LABELED_TRACES)
+    labeled = rows(PIPELINE.path("label", demo_run[0]), LABELED_TRACES)
     group = next(
         g for g in by_problem(labeled).values() if sum(map(faithful, g)) >= 2 and not any(map(unfaithful_reason, g))
     )

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
+from flows.pipeline import PIPELINE
 from infra.reliability.synthetic import write_synthetic_run
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
 from stages.configs import ExportConfig, export, export_configs
@@ -42,14 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(root: Path, n_traces: int, shard_problems: int) -> Path:
     """A model-free run: synthetic traces, labeled (symbolic checker + verifier), paired (trace, fidelity)."""
     write_synthetic_run(root, n_traces, shard_problems=shard_problems)
-    Label(root / "traces", root / "labeled", LABEL).run()
-    Pairs(root / "labeled", root / "pairs", PairsConfig(kinds=["trace", "fidelity"])).run()
+    Label(_in(root, "generate"), _in(root, "label"), LABEL).run()
+    Pairs(_in(root, "label"), _in(root, "pairs"), PairsConfig(kinds=["trace", "fidelity"])).run()
     return root
 
 
 def _frontier(root: Path) -> None:
     """Decisions for the traces of every other labeled shard (as if the frontier stage ran on those only)."""
-    for path in shard_paths(root / "labeled")[::2]:
+    for path in shard_paths(_in(root, "label"))[::2]:
         t = read_table(path, LABELED_TRACES).select(["trace_id", "problem_id"]).to_pylist()
         rows = [
             r
@@ -59,9 +60,18 @@ def _frontier(root: Path) -> None:
         ]
         write_table(
             pa.Table.from_pylist(rows, FRONTIER.arrow_schema),
-            root / "frontier" / f"{path.stem}-00000.parquet",
+            _in(root, "frontier") / f"{path.stem}-00000.parquet",
             FRONTIER,
         )
+
+
+def _in(root: Path, stage: str) -> Path:
+    """Where a run under `root` keeps `stage`'s output (the pipeline spec says)."""
+    return PIPELINE.path(stage, root)
+
+
+def _export(run: Path, out: Path) -> dict[str, int]:
+    return export_configs(_in(run, "label"), _in(run, "pairs"), _in(run, "frontier"), ExportConfig(), out)
 
 
 def _all(folder: Path, features) -> pa.Table:
@@ -109,11 +119,11 @@ def test_cut_respects_row_group_and_shard_sizes():
 
 
 def test_export_per_shard_matches_whole_corpus_export(run, tmp_path):
-    counts = export_configs(run, ExportConfig(), tmp_path / "configs")
+    counts = _export(run, tmp_path / "configs")
     whole = export(
-        _all(run / "labeled", LABELED_TRACES).to_pylist(),
-        _all(run / "pairs", PAIRS).to_pylist(),
-        _all(run / "frontier", FRONTIER).to_pylist(),
+        _all(_in(run, "label"), LABELED_TRACES).to_pylist(),
+        _all(_in(run, "pairs"), PAIRS).to_pylist(),
+        _all(_in(run, "frontier"), FRONTIER).to_pylist(),
         ExportConfig(),
     )
     for name, rows in whole.items():
@@ -123,12 +133,12 @@ def test_export_per_shard_matches_whole_corpus_export(run, tmp_path):
             got.sort_by(_key(name)).to_pylist()
             == pa.Table.from_pylist(rows, CONFIGS[name].arrow_schema).sort_by(_key(name)).to_pylist()
         ), name
-        assert len(shard_paths(tmp_path / "configs" / name)) == len(shard_paths(run / "labeled"))
+        assert len(shard_paths(tmp_path / "configs" / name)) == len(shard_paths(_in(run, "label")))
     assert counts["sft"] < counts["traces"]  # the frontier filtered some out
 
 
 def test_publish_streams_many_shards_deterministically(run, tmp_path):
-    counts = export_configs(run, ExportConfig(), run / "configs")
+    counts = _export(run, run / "configs")
     inputs = {c: run / "configs" / c for c in counts}
     result = publish(inputs, {"pretty_name": "streaming"}, PublishConfig(path="ds", **SMALL), tmp_path)
     folder = tmp_path / "ds"
@@ -161,7 +171,7 @@ def test_publish_streams_many_shards_deterministically(run, tmp_path):
     card = (folder / "README.md").read_text()
     infos = {i["config_name"]: i for i in DatasetCard(card).data.to_dict()["dataset_info"]}
     assert infos["traces"]["splits"][0]["num_bytes"] == result["configs"]["traces"]["num_bytes"]
-    whole = _all(run / "labeled", LABELED_TRACES)
+    whole = _all(_in(run, "label"), LABELED_TRACES)
     assert labels_section(whole) in card  # card statistics accumulated shard by shard == from the whole table
     streamed = trace_stats(sorted((folder / "data" / "traces").glob("*.parquet")))
     at_once = TraceStats.of(whole)
@@ -179,12 +189,13 @@ MEASURE = """
 import json, sys
 from pathlib import Path
 from flows.bench.load import _hwm_mb, _reset_hwm
-from stages.configs import ExportConfig, export_configs
-from stages.publish.stage import PublishConfig, publish
+from flows.pipeline import PIPELINE
+from stages.configs import ExportConfig
+from stages.publish.stage import PublishConfig
 root = Path(sys.argv[1])
 _reset_hwm()
-counts = export_configs(root, ExportConfig(), root / "configs")
-publish({c: root / "configs" / c for c in counts}, {}, PublishConfig(path="ds", **json.loads(sys.argv[2])), root)
+counts = PIPELINE["export"].run(PIPELINE.context("export", root, ExportConfig()))["configs"]
+PIPELINE["publish"].run(PIPELINE.context("publish", root, PublishConfig(path="ds", **json.loads(sys.argv[2]))))
 print(json.dumps({"peak_mb": _hwm_mb(), "counts": counts}))
 """
 
@@ -192,11 +203,11 @@ print(json.dumps({"peak_mb": _hwm_mb(), "counts": counts}))
 def _replicate(src: Path, dest: Path, copies: int) -> None:
     """`copies` renamed copies of a run's labeled and pairs shards (new ids, new shard names)."""
     for k in range(copies):
-        for folder, features, ids in (
-            ("labeled", LABELED_TRACES, ("trace_id", "problem_id")),
+        for stage, features, ids in (
+            ("label", LABELED_TRACES, ("trace_id", "problem_id")),
             ("pairs", PAIRS, ("pair_id", "problem_id")),
         ):
-            for path in shard_paths(src / folder):
+            for path in shard_paths(_in(src, stage)):
                 t = read_table(path, features)
                 for col in ids:
                     t = t.set_column(
@@ -204,7 +215,7 @@ def _replicate(src: Path, dest: Path, copies: int) -> None:
                         col,
                         pc.binary_join_element_wise(t[col], pa.scalar(f"{k:03d}"), ""),
                     )
-                write_table(t, dest / folder / f"{k:03d}{path.name}", features)
+                write_table(t, _in(dest, stage) / f"{k:03d}{path.name}", features)
 
 
 def test_export_and_publish_memory_does_not_grow_with_the_corpus(tmp_path):

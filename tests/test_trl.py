@@ -21,7 +21,7 @@ STUDENT = resolve_model("tiny:student")
 def test_dpo_trainer_runs_two_steps_on_the_dpo_config(demo_run, tmp_path):
     from trl import DPOConfig, DPOTrainer
 
-    ds = load_dataset(str(demo_run[0] / "dataset"), "dpo", split="train").select_columns(
+    ds = load_dataset(demo_run[1]["stages"]["publish"]["path"], "dpo", split="train").select_columns(
         ["prompt", "chosen", "rejected"]
     )
     args = DPOConfig(
@@ -48,7 +48,7 @@ def test_dpo_trainer_runs_two_steps_on_the_dpo_config(demo_run, tmp_path):
 def test_prm_trainer_runs_two_steps_on_the_prm_config(demo_run, tmp_path):
     from trl.experimental.prm import PRMConfig, PRMTrainer
 
-    ds = load_dataset(str(demo_run[0] / "dataset"), "prm", split="train").select_columns(
+    ds = load_dataset(demo_run[1]["stages"]["publish"]["path"], "prm", split="train").select_columns(
         ["prompt", "completions", "labels"]
     )
     model = AutoModelForTokenClassification.from_pretrained(STUDENT, num_labels=2)

@@ -55,7 +55,7 @@ def _raw(engine, prompts: list[str], seeds: list[int], sampling: SamplingConfig,
 
 
 def _stage(engine, problems_dir: Path, out: Path, cfg: GenerateConfig) -> tuple[int, float]:
-    step = Generate(problems_dir, out, cfg, engine=engine)
+    step = Generate(problems_dir, out, cfg, engines={"generator": engine})
     start = time.perf_counter()
     step.run()
     return step.stats["tokens_generated"].total, time.perf_counter() - start
@@ -75,8 +75,8 @@ def bench_generate(
     """Median throughputs and ratios over `repeats` alternating runs; `on_run(i, run)` is called
     as each run completes (a long bench shows its progress)."""
     sampling = SamplingConfig(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=5, seed=0)
-    cfg = GenerateConfig(engine=EngineConfig(model=model), sampling=sampling, chunk_size=problems, store_logprobs=True)
-    engine = build_engine(cfg.engine)
+    cfg = GenerateConfig(sampling=sampling, chunk_size=problems, store_logprobs=True)
+    engine = build_engine(EngineConfig(model=model))
     rows = list(load_problems(ProblemSourceConfig(split="demo", limit=problems)))
     prompts = [engine.chat_prompt(r["problem"]) for r in rows]
     seeds = [problem_seed(r["problem_id"], sampling.seed) for r in rows]

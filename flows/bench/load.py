@@ -78,46 +78,46 @@ def _run_step(step, root: Path, name: str) -> None:
 
 def run_one(n_traces: int, workdir: Path) -> dict:
     """The whole load for `n_traces` traces under `workdir` (a fresh folder); per-stage seconds, rate and peak."""
+    from flows.pipeline import PIPELINE
     from infra.reliability.synthetic import write_synthetic_run
-    from stages.configs import ExportConfig, export_configs
-    from stages.label.stage import Label, LabelConfig
-    from stages.pairs.stage import Pairs, PairsConfig
-    from stages.publish.stage import PublishConfig, publish
+    from stages.configs import ExportConfig
+    from stages.label.stage import LabelConfig
+    from stages.pairs.stage import PairsConfig
+    from stages.publish.stage import PublishConfig
     from stages.shards import row_count, shard_paths
 
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
-    # One labeler, so consensus needs one source: the sft and prm configs get rows too.
-    label_cfg = LabelConfig(labelers=["symbolic"], fidelity={"info_gain": False}, consensus={"min_sources": 1})
-    pairs_cfg = PairsConfig(kinds=["trace", "fidelity"])
-    counts: dict = {}
-
-    def export() -> None:
-        counts.update(export_configs(root, ExportConfig(), root / "configs"))
-
-    def publish_() -> None:
-        metadata = {"recipe": {"name": "load"}, "counts": counts}
-        counts["published"] = publish({c: root / "configs" / c for c in counts}, metadata, PublishConfig(), root)
-
-    steps = {
-        "segment": lambda: write_synthetic_run(root, n_traces, PER_PROBLEM, SHARD_PROBLEMS),
-        "label": lambda: _run_step(Label(root / "traces", root / "labeled", label_cfg), root, "label"),
-        "pairs": lambda: _run_step(Pairs(root / "labeled", root / "pairs", pairs_cfg), root, "pairs"),
-        "export": export,
-        "publish": publish_,
+    configs = {
+        # One labeler, so consensus needs one source: the sft and prm configs get rows too.
+        "label": LabelConfig(labelers=["symbolic"], fidelity={"info_gain": False}, consensus={"min_sources": 1}),
+        "pairs": PairsConfig(kinds=["trace", "fidelity"]),
+        "export": ExportConfig(),
+        "publish": PublishConfig(),
     }
+    results: dict = {}
+
+    def stage(name: str) -> Callable[[], None]:
+        spec = PIPELINE[name]
+        if spec.step is not None:
+            step = spec.step(PIPELINE.path(spec.inputs[0], root), PIPELINE.path(name, root), configs[name])
+            return lambda: _run_step(step, root, name)
+        return lambda: results.update({name: spec.run(PIPELINE.context(name, root, configs[name]))})
+
+    steps = {"segment": lambda: write_synthetic_run(root, n_traces, PER_PROBLEM, SHARD_PROBLEMS)}
+    steps |= {name: stage(name) for name in STAGES[1:]}
     stages, start_peak = {}, _hwm_mb()  # imports
     for name in STAGES:
         seconds, peak = _timed(steps[name])
         stages[name] = {"seconds": round(seconds, 2), "traces_per_s": round(n_traces / seconds, 1), "peak_mb": peak}
-    rows = {f: sum(row_count(p) for p in shard_paths(root / f)) for f in ("traces", "labeled", "pairs")}
-    published = counts.pop("published")
+    rows = {n: sum(row_count(p) for p in shard_paths(PIPELINE.path(n, root))) for n in ("generate", "label", "pairs")}
+    published = results["publish"]["configs"]
     return {
         "traces": n_traces,
         "rows": rows,
-        "configs": counts,
-        "published": {k: v.get("rows", v) for k, v in published["configs"].items()},
-        "shards": {k: v.get("shards") for k, v in published["configs"].items()},
+        "configs": results["export"]["configs"],
+        "published": {k: v.get("rows", v) for k, v in published.items()},
+        "shards": {k: v.get("shards") for k, v in published.items()},
         "stages": stages,
         "seconds": round(sum(s["seconds"] for s in stages.values()), 2),
         "self_peak_mb": max([start_peak or 0.0] + [s["peak_mb"] or 0.0 for s in stages.values()]) or _hwm_mb(),

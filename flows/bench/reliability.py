@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from flows.pipeline import PIPELINE
 from infra.reliability.engine_faults import engine_death, generate_resume
 from infra.reliability.experiments import (
     baseline,
@@ -36,15 +37,16 @@ PAIRS = {"kinds": ["trace", "fidelity"], "chunk_size": 96}
 def fault_runs(work: Path, traces: int, kills: int) -> tuple[list[FaultRun], dict]:
     """Kill-and-resume of every stage, plus the full-disk, corrupt-shard and engine-death cases."""
     write_synthetic_run(work / "run", traces, shard_problems=250)
-    runs = [stage_resume("label", work / "run" / "traces", work, LABEL, kills=kills, seed=1)]
-    labeled = baseline("label", work / "run" / "traces", work, LABEL)
+    traces_dir = PIPELINE.path("generate", work / "run")
+    runs = [stage_resume("label", traces_dir, work, LABEL, kills=kills, seed=1)]
+    labeled = baseline("label", traces_dir, work, LABEL)
     runs.append(stage_resume("pairs", labeled, work, PAIRS, kills=kills, seed=2))
-    run_root = published_run(work, {"labeled": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)})
+    run_root = published_run(work, {"label": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)})
     runs.append(publish_resume(run_root, work, {}, kills=kills, seed=3))
     runs.append(generate_resume(work / "model", kills=max(2, kills // 2)))
-    cases = {"corrupt_input": corrupt_input("label", work / "run" / "traces", work, LABEL)}
+    cases = {"corrupt_input": corrupt_input("label", traces_dir, work, LABEL)}
     if can_mount():
-        cases["disk_full"] = disk_full("label", work / "run" / "traces", work, LABEL)
+        cases["disk_full"] = disk_full("label", traces_dir, work, LABEL)
     cases["engine_death"] = engine_death(work / "model")
     for case in cases.values():
         runs.append(FaultRun(**case["resumed"]))

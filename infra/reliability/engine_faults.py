@@ -31,20 +31,19 @@ def demo_problems(folder: Path, n: int, shard_size: int = 8) -> Path:
     return folder
 
 
-def generate_config(model: str = "tiny:teacher") -> dict:
-    """vLLM's engine core in its own process (not the CPU default, in-process): what `engine_death`
-    kills is that process, as a GPU deployment runs it."""
+GENERATE = {"sampling": {"n": 4, "temperature": 1.0, "max_tokens": 300, "seed": 0}, "chunk_size": 2}
+
+
+def generator(model: str = "tiny:teacher") -> dict:
+    """The `generator` role, with vLLM's engine core in its own process (not the CPU default,
+    in-process): what `engine_death` kills is that process, as a GPU deployment runs it."""
     engine = {"model": model, "enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}
-    return {
-        "engine": {**engine, "in_process": False},
-        "sampling": {"n": 4, "temperature": 1.0, "max_tokens": 300, "seed": 0},
-        "chunk_size": 2,
-    }
+    return {"generator": {**engine, "in_process": False}}
 
 
 def generate_resume(workdir: Path, problems: int = 32, kills: int = 3, seed: int = 0) -> FaultRun:
     folder = demo_problems(workdir / "problems", problems)
-    return stage_resume("generate", folder, workdir, generate_config(), kills=kills, seed=seed, max_delay=0.3)
+    return stage_resume("generate", folder, workdir, GENERATE, kills, seed, max_delay=0.3, models=generator())
 
 
 def _engine_cores(pid: int) -> list[psutil.Process]:
@@ -74,10 +73,9 @@ def engine_death(workdir: Path, problems: int = 32, timeout: float = 600) -> dic
     """Kill the engine core (not the stage) after two chunks are written; the stage must fail
     with `EngineUnavailable` within `timeout` (no hang), then resume to the baseline's traces."""
     folder = demo_problems(workdir / "problems", problems)
-    config = generate_config()
-    base = baseline("generate", folder, workdir, config)
+    base = baseline("generate", folder, workdir, GENERATE, generator())
     out, log = workdir / "engine-death" / "generate", workdir / "generate-engine-death.log"
-    cmd = stage_command("generate", folder, out, config, tasks=1, workers=1)
+    cmd = stage_command("generate", folder, out, GENERATE, tasks=1, workers=1, models=generator())
     proc, start, killed = _run(cmd, log), time.time(), None
     while proc.poll() is None and time.time() - start < timeout:
         cores = _engine_cores(proc.pid)

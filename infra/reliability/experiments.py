@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from flows.pipeline import PIPELINE
 from infra.reliability.faults import (
     FaultRun,
     compare,
@@ -35,23 +36,31 @@ def _outputs(output: Path) -> list[Path]:
     return [output, output.parent / f"{output.name}_rejects"]
 
 
-def baseline(stage: str, input_dir: Path, workdir: Path, config: dict) -> Path:
+def baseline(stage: str, input_dir: Path, workdir: Path, config: dict, models: dict | None = None) -> Path:
     """`workdir/baseline/<stage>`: the stage's uninterrupted output (run once)."""
     base = workdir / "baseline" / stage
     if not (workdir / "baseline" / f".{stage}.done").exists():
         shutil.rmtree(base, ignore_errors=True)
-        run_to_end(stage_command(stage, input_dir, base, config), workdir / f"{stage}-baseline.log")
+        cmd = stage_command(stage, input_dir, base, config, models=models)
+        run_to_end(cmd, workdir / f"{stage}-baseline.log")
         (workdir / "baseline" / f".{stage}.done").touch()
     return base
 
 
 def stage_resume(
-    stage: str, input_dir: Path, workdir: Path, config: dict, kills: int = 3, seed: int = 0, max_delay: float = 0.5
+    stage: str,
+    input_dir: Path,
+    workdir: Path,
+    config: dict,
+    kills: int = 3,
+    seed: int = 0,
+    max_delay: float = 0.5,
+    models: dict | None = None,
 ) -> FaultRun:
     """Uninterrupted run vs a run SIGKILLed `kills` times and resumed, of one stage."""
-    base, killed = baseline(stage, input_dir, workdir, config), workdir / "killed" / stage
+    base, killed = baseline(stage, input_dir, workdir, config, models), workdir / "killed" / stage
     run = FaultRun(stage)
-    cmd = stage_command(stage, input_dir, killed, config)
+    cmd = stage_command(stage, input_dir, killed, config, models=models)
     start = time.time()
     run.faults_injected, run.runs_resumed = kill_repeatedly(
         cmd, killed, kills, random.Random(seed), workdir / f"{stage}-killed.log", max_delay
@@ -67,12 +76,12 @@ def stage_resume(
 
 
 def published_run(workdir: Path, parts: dict[str, Path], stems: list[str] | None = None) -> Path:
-    """`workdir/published-run`, the run folder export and publish read (`parts`: labeled/,
-    pairs/), its shards linked to the stage outputs; with `stems`, only the outputs of those input
-    shards (a smaller export through the same code)."""
+    """`workdir/published-run`, the run folder export and publish read (`parts`: stage name ->
+    its outputs, e.g. label and pairs), its shards linked where the pipeline spec puts them; with
+    `stems`, only the outputs of those input shards (a smaller export through the same code)."""
     root = workdir / "published-run"
-    for part, source in parts.items():
-        folder = root / part
+    for stage, source in parts.items():
+        folder = PIPELINE.path(stage, root)
         if folder.exists():
             continue
         folder.mkdir(parents=True)
@@ -83,16 +92,17 @@ def published_run(workdir: Path, parts: dict[str, Path], stems: list[str] | None
 
 
 def publish_resume(run_root: Path, workdir: Path, config: dict, kills: int = 3, seed: int = 0) -> FaultRun:
-    """Export and publish of the run folder `run_root` (labeled/, pairs/, frontier/): killed at
-    random times and resumed vs uninterrupted; the published folders must match byte for byte."""
+    """Export and publish of the run folder `run_root` (what export reads: label, pairs and
+    frontier outputs): killed at random times and resumed vs uninterrupted; the published folders
+    must match byte for byte."""
     run = FaultRun("publish")
     roots = {}
     for name in ("baseline", "killed"):
         roots[name] = workdir / f"publish-{name}"
         shutil.rmtree(roots[name], ignore_errors=True)
-        for part in ("labeled", "pairs", "frontier"):
-            if (run_root / part).exists():
-                shutil.copytree(run_root / part, roots[name] / part)
+        for source in PIPELINE.inputs_of("export", run_root).values():
+            if source.exists():
+                shutil.copytree(source, roots[name] / source.relative_to(run_root))
     took = run_to_end(publish_command(roots["baseline"], config), workdir / "publish-baseline.log")
     start = time.time()
     run.faults_injected, run.runs_resumed = kill_at_random_times(
@@ -175,9 +185,7 @@ def disk_full(stage: str, input_dir: Path, workdir: Path, config: dict) -> dict:
 
 
 def _features(stage: str):
-    from schemas import FRONTIER, LABELED_TRACES, PAIRS, TRACES
-
-    return {"generate": TRACES, "label": LABELED_TRACES, "pairs": PAIRS, "frontier": FRONTIER}[stage]
+    return PIPELINE[stage].step.out_features
 
 
 def corrupt_input(stage: str, input_dir: Path, workdir: Path, config: dict, n_shards: int | None = None) -> dict:

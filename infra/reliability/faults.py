@@ -7,7 +7,8 @@ real work (and, often, a write). The final output is compared row id by row id w
 uninterrupted run's: nothing may be lost, duplicated or added.
 
 `python -m infra.reliability.faults stage NAME --input DIR --output DIR --config JSON` runs one
-stage under the datatrove executor exactly as the `curate` flow does;
+stage of the pipeline spec (`flows/pipeline.py`) under the datatrove executor exactly as the
+`curate` flow does (`--models JSON`: role -> engine config, for stages that use models);
 `python -m infra.reliability.faults publish --root DIR --config JSON` runs export and publish.
 """
 
@@ -30,7 +31,6 @@ import polars as pl
 import pyarrow.parquet as pq
 
 ID_COLUMNS = ("trace_id", "pair_id", "row_id")
-ENGINE_STAGES = ("generate", "frontier")  # build a vLLM engine per worker: spawned workers only
 
 
 @dataclass
@@ -52,7 +52,16 @@ class FaultRun:
         return asdict(self)
 
 
-def stage_command(stage: str, input_dir: Path, output_dir: Path, config: dict, tasks: int = 2, workers: int = 2):
+def stage_command(
+    stage: str,
+    input_dir: Path,
+    output_dir: Path,
+    config: dict,
+    tasks: int = 2,
+    workers: int = 2,
+    models: dict | None = None,
+) -> list[str]:
+    """The command that runs `stage` (its recipe section `config`; `models`: role -> engine config)."""
     return [
         sys.executable,
         "-m",
@@ -69,6 +78,8 @@ def stage_command(stage: str, input_dir: Path, output_dir: Path, config: dict, t
         str(tasks),
         "--workers",
         str(workers),
+        "--models",
+        json.dumps(models or {}),
     ]
 
 
@@ -194,53 +205,46 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 def _stage_main(args: argparse.Namespace) -> None:
+    from flows.pipeline import PIPELINE
+    from stages.engine import EngineConfig
     from stages.executor import ExecutorConfig, build_executor
-    from stages.frontier import Frontier, FrontierConfig
-    from stages.generate import Generate, GenerateConfig
-    from stages.label.stage import Label, LabelConfig
-    from stages.pairs.stage import Pairs, PairsConfig
 
-    kinds = {
-        "generate": (Generate, GenerateConfig),
-        "label": (Label, LabelConfig),
-        "pairs": (Pairs, PairsConfig),
-        "frontier": (Frontier, FrontierConfig),
-    }
-    step_cls, cfg_cls = kinds[args.name]
-    step = step_cls(args.input, args.output, cfg_cls.model_validate(json.loads(args.config)))
+    spec = PIPELINE[args.name]
+    cfg = spec.config.model_validate(json.loads(args.config))
+    roles = {role: EngineConfig.model_validate(c) for role, c in json.loads(args.models).items()}
+    models = {purpose: roles[role] for purpose, role in cfg.roles_used().items()}
+    step = spec.step(args.input, args.output, cfg, models=models)
     # Model-free stages fork their workers: the same ranks, chunks and writes as the flow's
     # spawned ones, without each worker importing everything again (a spawned worker spends ~2.5
-    # CPU-s on imports; the reduced suite launches stages ~16 times on 2 cores). Engine stages
-    # spawn, as the flow does: a forked vLLM engine is not safe.
-    start_method = "spawn" if args.name in ENGINE_STAGES else "fork"
+    # CPU-s on imports; the reduced suite launches stages ~16 times on 2 cores). Stages with
+    # engines spawn, as the flow does: a forked vLLM engine is not safe.
+    start_method = "spawn" if models else "fork"
     executor = ExecutorConfig(tasks=args.tasks, workers=args.workers, start_method=start_method)
     logs = Path(args.output).parent / "logs" / Path(args.output).name
     build_executor([step], executor, logs, f"faults-{args.name}").run()
 
 
 def _publish_main(args: argparse.Namespace) -> None:
-    from stages.configs import ExportConfig, export_configs
-    from stages.publish.stage import PublishConfig, publish
+    """Export then publish, as the flow runs them, over the run folder `--root`."""
+    from flows.pipeline import PIPELINE
 
-    cfg = json.loads(args.config)
-    root = Path(args.root)
-    counts = export_configs(root, ExportConfig.model_validate(cfg.get("export", {})), root / "configs")
-    metadata = {"recipe": {"name": "faults"}, "stages": {}, "counts": counts}
-    publish(
-        {c: root / "configs" / c for c in counts}, metadata, PublishConfig.model_validate(cfg.get("publish", {})), root
-    )
+    cfg, root = json.loads(args.config), Path(args.root)
+    for name in ("export", "publish"):
+        stage = PIPELINE[name]
+        stage.run(PIPELINE.context(name, root, stage.config.model_validate(cfg.get(name, {}))))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m infra.reliability.faults")
     sub = ap.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stage")
-    st.add_argument("name", choices=["generate", "label", "pairs", "frontier"])
+    st.add_argument("name", help="a step stage of the pipeline spec (generate, label, pairs, frontier)")
     st.add_argument("--input", required=True)
     st.add_argument("--output", required=True)
     st.add_argument("--config", default="{}")
     st.add_argument("--tasks", type=int, default=2)
     st.add_argument("--workers", type=int, default=2)
+    st.add_argument("--models", default="{}", help="JSON: model role -> engine config")
     st.set_defaults(func=_stage_main)
     pub = sub.add_parser("publish")
     pub.add_argument("--root", required=True)

@@ -208,7 +208,7 @@ def _generate(workdir: Path, engine, times: dict, report: dict) -> list[dict]:
     problems = hostile_problems()
     write_table(to_table(problems, PROBLEMS), workdir / "problems" / "hostile.parquet", PROBLEMS)
     cfg = GenerateConfig(sampling=SamplingConfig(n=2, max_tokens=160), chunk_size=CHUNK_ROWS)
-    step = Generate(workdir / "problems", workdir / "traces", cfg, engine=engine)
+    step = Generate(workdir / "problems", workdir / "traces", cfg, engines={"generator": engine})
     _run_bounded("generate", _timed(step, times.setdefault("generate", [])).run, len(problems), report)
     traces = _rows(workdir / "traces", TRACES)
     _account("generate", problems, "problem_id", traces, _rows(workdir / "traces_rejects", REJECTS), report)
@@ -240,8 +240,6 @@ def run_hostile(workdir: Path, engine=None) -> dict:
         judge={"template": "compact", "max_tokens": 400},  # as the demo recipe: room to think, then answer
         chunk_size=CHUNK_ROWS,
     )
-    if engine is not None and hasattr(engine, "config"):  # `Label.setup` looks its judge up by config
-        label_cfg.judge_engine = engine.config
     step = Label(workdir / "label_in", workdir / "labeled", label_cfg, engines={"judge": engine} if engine else {})
     _run_bounded("label", _timed(step, times.setdefault("label", [])).run, len(traces) + len(generated), report)
     labeled = _rows(workdir / "labeled", LABELED_TRACES)

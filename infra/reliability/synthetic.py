@@ -78,13 +78,17 @@ def synthetic_traces(problems: list[dict], per_problem: int = 8, seed: int = 0) 
 def write_synthetic_run(
     root: Path, n_traces: int, per_problem: int = 8, shard_problems: int = 512, seed: int = 0
 ) -> tuple[list[Path], list[Path]]:
-    """`root/problems/*.parquet` and `root/traces/*.parquet` for `n_traces` traces; every problem's
-    traces in one shard, named as the generate stage names its chunks. Returns both path lists."""
+    """The problems and generate stages' shards of a run under `root` (where the pipeline spec puts
+    them) for `n_traces` traces; every problem's traces in one shard, named as the generate stage
+    names its chunks. Returns both path lists."""
+    from flows.pipeline import PIPELINE
+
     problems = synthetic_problems(-(-n_traces // per_problem), seed)
     problem_paths, trace_paths = [], []
     for i, block in enumerate(batched(problems, shard_problems)):
         name = f"{i:05d}.parquet"
-        problem_paths.append(write_table(to_table(block, PROBLEMS), root / "problems" / name, PROBLEMS))
+        problem_paths.append(write_table(to_table(block, PROBLEMS), PIPELINE.path("problems", root) / name, PROBLEMS))
         traces = list(synthetic_traces(block, per_problem, seed))
-        trace_paths.append(write_table(to_table(traces, TRACES), root / "traces" / f"{i:05d}-00000.parquet", TRACES))
+        path = PIPELINE.path("generate", root) / f"{i:05d}-00000.parquet"
+        trace_paths.append(write_table(to_table(traces, TRACES), path, TRACES))
     return problem_paths, trace_paths

@@ -2,8 +2,12 @@
 
 Engine start-up is slow (tens of seconds on a CPU, minutes for a large model on GPUs), so a
 process keeps one engine per distinct config: stages that run in the same process (local
-executor with one worker, a test session) share it instead of starting their own.
+executor with one worker, a test session) share it instead of starting their own. Two engines
+compete for the same GPU memory, so before a stage starts its engines the flow closes those it
+does not need (`retain_engines`); worker processes close theirs when their rank ends.
 """
+
+from collections.abc import Iterable
 
 from stages.engine.types import (
     Engine,
@@ -41,6 +45,22 @@ def started_engines() -> list[str]:
     return [EngineConfig.model_validate_json(k).model for k in _SHARED]
 
 
+def live_engine_configs() -> list[EngineConfig]:
+    """The configs of this process's shared engines that are alive now."""
+    return [EngineConfig.model_validate_json(k) for k in _SHARED]
+
+
+def retain_engines(keep: Iterable[EngineConfig]) -> list[str]:
+    """Close every shared engine of this process whose config is not in `keep` (before a stage
+    starts engines that those would compete with for memory); returns the models closed."""
+    wanted = {c.model_dump_json() for c in keep}
+    closed = []
+    for key in [k for k in _SHARED if k not in wanted]:
+        closed.append(EngineConfig.model_validate_json(key).model)
+        _SHARED.pop(key).close()
+    return closed
+
+
 def close_shared_engines() -> None:
     while _SHARED:
         _SHARED.popitem()[1].close()
@@ -72,7 +92,9 @@ __all__ = [
     "build_engine",
     "close_shared_engines",
     "in_worker_process",
+    "live_engine_configs",
     "resolve_model",
+    "retain_engines",
     "shared_engine",
     "started_engines",
 ]

@@ -38,11 +38,12 @@ class EngineUnavailable(RuntimeError):
 
 class EngineConfig(BaseModel):
     """How to reach a model. The tiny reasoner on CPU differs from a production model on GPUs
-    only in `model` (and, on CPU, the share of RAM the KV cache may take)."""
+    only in `model` (and, on CPU, the share of RAM the KV cache may take). `model` has no
+    default: a forgotten model must be an error, never the embedded toy (`tiny:*` names it)."""
 
     model_config = ConfigDict(extra="forbid")
     backend: Literal["vllm", "openai"] = "vllm"
-    model: str = "tiny:teacher"
+    model: str
     dtype: str = "auto"
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None  # None: 0.9 on GPU, 0.2 on CPU (a share of RAM there)

@@ -5,6 +5,6 @@ embeds a stated, deterministic selection of traces and writes a page that opens 
 no network. `thoughtmill inspect` is the command line for it.
 """
 
-from stages.inspect.render import DEFAULT_MAX_TRACES, Report, build_report, collect, render
+from stages.inspect.render import DEFAULT_MAX_TRACES, Report, ReportConfig, build_report, collect, render, run_report
 
-__all__ = ["DEFAULT_MAX_TRACES", "Report", "build_report", "collect", "render"]
+__all__ = ["DEFAULT_MAX_TRACES", "Report", "ReportConfig", "build_report", "collect", "render", "run_report"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stages.base import StageConfig, StageContext
 from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
 from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces
 from stages.inspect.stats import CONFIDENT, FILTERS, overview
@@ -49,9 +50,17 @@ def _embed(data: dict) -> str:
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def collect(source: Path, max_traces: int = DEFAULT_MAX_TRACES, seed: int = 0) -> dict:
-    """Everything the page shows, as plain data: overview over all traces, a selection of them."""
-    src = locate(Path(source))
+class ReportConfig(StageConfig):
+    max_traces: int = DEFAULT_MAX_TRACES  # traces embedded in the page (the overview counts them all)
+    seed: int = 0  # of the sample beyond the filter quotas
+
+
+def collect(
+    source: Path, max_traces: int = DEFAULT_MAX_TRACES, seed: int = 0, layout: dict[str, Path] | None = None
+) -> dict:
+    """Everything the page shows, as plain data: overview over all traces, a selection of them.
+    `layout` (stage name -> folder) says where a run folder's stage outputs are."""
+    src = locate(Path(source), layout)
     lf = scan_traces(src)
     sel = select(lf, max_traces, seed)
     data = payload(lf, sel, scan_pairs(src), scan_frontier(src))
@@ -93,13 +102,25 @@ def render(data: dict) -> str:
     return page
 
 
-def build_report(source: Path, out: Path | None = None, max_traces: int = DEFAULT_MAX_TRACES, seed: int = 0) -> Report:
+def build_report(
+    source: Path,
+    out: Path | None = None,
+    max_traces: int = DEFAULT_MAX_TRACES,
+    seed: int = 0,
+    layout: dict[str, Path] | None = None,
+) -> Report:
     """Write the inspector page for a run or dataset folder (default: `<source>/report.html`)."""
     start = time.perf_counter()
-    data = collect(source, max_traces, seed)
+    data = collect(source, max_traces, seed, layout)
     out = Path(out) if out else Path(source) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(data), encoding="utf-8")
     meta = data["meta"]
     seconds = round(time.perf_counter() - start, 2)
     return Report(out, out.stat().st_size, meta["shown"], meta["total"], seconds, meta["statement"])
+
+
+def run_report(ctx: StageContext) -> dict:
+    """The pipeline's `report` stage: the inspector page over the run (it reads `run.json`)."""
+    report = build_report(ctx.root, ctx.output, ctx.config.max_traces, ctx.config.seed, ctx.inputs)
+    return {"status": "ran", "path": str(report.path), "bytes": report.bytes, "shown": report.shown}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from schemas.labels import LABELERS
 from stages.inspect.stats import FILTERS, filter_exprs
 
 STEP_CHARS = 1200  # text kept per step
@@ -171,7 +172,7 @@ def _trace(r: dict) -> dict:
         "agrees": r["thinking_answer_agrees"],
         "consensus": r["consensus"],
         "first_error": r["first_error"],
-        "labelers": {k: r[f"first_error_{k}"] for k in ("symbolic", "mc", "judge")},
+        "labelers": {k: r[f"first_error_{k}"] for k in LABELERS},
         "provenance": _cut(r["provenance"], FIELD_CHARS),
         "tokens": r["thinking_tokens"],
         "finish": r["finish_reason"],

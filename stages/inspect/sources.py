@@ -1,10 +1,12 @@
 """Where the inspector's inputs live, for a run folder or a published dataset folder.
 
 A run folder (the `curate` flow's output root) has everything: labeled traces, pairs, frontier
-decisions, `*_rejects/` folders and `run.json`. A published dataset folder only has
-`data/<config>/*.parquet`: its `traces` config is the labeled-traces table and its `dpo` config
-carries each pair's provenance, so the inspector shows what is there and says what is missing.
-Everything is read lazily with polars so statistics stay column-wise on large corpora.
+decisions, `*_rejects/` folders and `run.json`; where each stage's folder is, the pipeline spec
+says (`flows/pipeline.py`), and the caller passes it as `layout` (stage name -> folder). A
+published dataset folder only has `data/<config>/*.parquet`: its `traces` config is the
+labeled-traces table and its `dpo` config carries each pair's provenance, so the inspector shows
+what is there and says what is missing. Everything is read lazily with polars so statistics stay
+column-wise on large corpora.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-STAGE_FOLDERS = ("problems", "traces", "labeled", "pairs", "frontier")
+from stages.shards import rejects_dir
+
 # Columns of the labeled-traces table the inspector never needs (large per-token arrays, raw text).
 SKIP_COLUMNS = {"completion", "prompt", "token_logprobs", "token_entropies", "token_offsets", "sampling", "thinking"}
 
@@ -52,22 +55,24 @@ def _config_rows(data: Path, prefix: str = "") -> dict[str, int]:
     return {f"{prefix}{d.name}": _rows(_parquet(d)) for d in sorted(data.iterdir()) if d.is_dir()}
 
 
-def locate(path: Path) -> Sources:
-    """Sources of a run folder (preferred) or a published dataset folder; ValueError otherwise."""
+def locate(path: Path, layout: dict[str, Path] | None = None) -> Sources:
+    """Sources of a run folder (its stage folders under `layout`, stage name -> folder: `label`,
+    `pairs`, `frontier` and any others to count rows of) or a published dataset folder; ValueError
+    otherwise."""
     root = Path(path).resolve()
-    if (root / "labeled").is_dir() or (root / "run.json").is_file():
-        traces = _parquet(root / "labeled")
+    layout = {name: Path(folder) for name, folder in (layout or {}).items()}
+    labeled = layout.get("label")
+    if labeled is not None and (labeled.is_dir() or (root / "run.json").is_file()):
+        traces = _parquet(labeled)
         if not traces:
-            raise ValueError(
-                f"{root}: a run folder without labeled traces (labeled/*.parquet); has the label stage run?"
-            )
+            raise ValueError(f"{root}: a run folder without labeled traces ({labeled}); has the label stage run?")
         run = json.loads((root / "run.json").read_text()) if (root / "run.json").is_file() else {}
-        rows = {name: _rows(_parquet(root / name)) for name in STAGE_FOLDERS if (root / name).is_dir()}
-        rows |= _config_rows(root / "dataset" / "data", "dataset/")
-        rejects = [p for d in sorted(root.glob("*_rejects")) for p in _parquet(d)]
-        return Sources(
-            root, "run", traces, _parquet(root / "pairs"), "pairs", _parquet(root / "frontier"), rejects, run, rows
-        )
+        rows = {folder.name: _rows(_parquet(folder)) for folder in layout.values() if folder.is_dir()}
+        published = ((run.get("stages") or {}).get("publish") or {}).get("path")
+        rows |= _config_rows(Path(published) / "data", "dataset/") if published else {}
+        rejects = [p for folder in layout.values() for p in _parquet(rejects_dir(folder))]
+        pairs, frontier = (_parquet(layout[k]) if k in layout else [] for k in ("pairs", "frontier"))
+        return Sources(root, "run", traces, pairs, "pairs", frontier, rejects, run, rows)
     data = root / "data"
     if (data / "traces").is_dir():
         return Sources(
@@ -79,7 +84,7 @@ def locate(path: Path) -> Sources:
             rows=_config_rows(data, "dataset/"),
             missing=["run.json stage stats", "rejects", "frontier decisions", "pairs outside the dpo config"],
         )
-    raise ValueError(f"{root}: neither a run folder (labeled/, run.json) nor a published dataset (data/traces/)")
+    raise ValueError(f"{root}: neither a run folder (labeled traces, run.json) nor a published dataset (data/traces/)")
 
 
 def scan_traces(src: Sources) -> pl.LazyFrame:

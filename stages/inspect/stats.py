@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from schemas.labels import LABELERS
 from stages.inspect.sources import Sources, scan_frontier, scan_pairs, scan_rejects
 
 BINS = 10
 MAX_POSITION = 50  # first-error histogram: positions from this on share one bar
-LABELERS = ("symbolic", "mc", "judge")
 CONFIDENT = 0.9  # a "confident" step or answer: exp(mean logprob) at least this
 
 FILTERS: dict[str, str] = {

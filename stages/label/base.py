@@ -2,13 +2,18 @@
 
 Labelers work on a batch of traces at once (so model-backed ones make one batched engine call
 per round) and return one `TraceLabel` each. A labeler that cannot decide for a trace says so
-(`first_error=None` with a `note`) instead of guessing.
+(`first_error=None` with a `note`) instead of guessing. Each labeler is one file implementing
+`StepLabeler`, registered by name in `registry.py`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from stages.engine import Engine
 
 
 @dataclass
@@ -25,9 +30,20 @@ class TraceLabel:
 
 
 class StepLabeler(Protocol):
-    name: str
+    name: ClassVar[str]  # its registry name: its columns in `schemas/labels.py`, `first_error_<name>`
+    uses: ClassVar[tuple[str, ...]]  # the label stage's model purposes it needs ("completer", "judge")
+
+    @classmethod
+    def from_config(cls, cfg: Any, engine: Callable[[str], Engine]) -> StepLabeler:
+        """The labeler a `LabelConfig` describes; `engine(purpose)` gives the stage's engines."""
+        ...
 
     def label(self, traces: list[dict]) -> list[TraceLabel]: ...
+
+    @staticmethod
+    def step_fields(label: TraceLabel | None, i: int) -> dict[str, Any]:
+        """Its columns of step `i` from its verdict on the trace (None: it did not run)."""
+        ...
 
 
 def labels_from_first_error(first_error: int | None, n_steps: int) -> list[bool | None]:

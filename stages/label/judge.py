@@ -26,11 +26,20 @@ class JudgeConfig(BaseModel):
 
 class JudgeLabeler:
     name = "judge"
+    uses = ("judge",)
 
     def __init__(self, engine: Engine, cfg: JudgeConfig) -> None:
         if cfg.template not in TEMPLATES:
             raise ValueError(f"unknown judge template {cfg.template!r}; known: {sorted(TEMPLATES)}")
         self.engine, self.cfg = engine, cfg
+
+    @classmethod
+    def from_config(cls, cfg, engine) -> JudgeLabeler:
+        return cls(engine("judge"), cfg.judge)
+
+    @staticmethod
+    def step_fields(label: TraceLabel | None, i: int) -> dict:
+        return {"judge_label": label.step_labels[i] if label else None}
 
     def label(self, traces: list[dict]) -> list[TraceLabel]:
         if not traces:

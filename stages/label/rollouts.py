@@ -64,9 +64,22 @@ def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, s
 
 
 class MonteCarloLabeler:
+    name = "mc"
+    uses = ("completer",)
+
     def __init__(self, engine: Engine, cfg: RolloutConfig) -> None:
         self.engine, self.cfg = engine, cfg
-        self.name = f"mc_{cfg.strategy}"
+
+    @classmethod
+    def from_config(cls, cfg, engine) -> MonteCarloLabeler:
+        return cls(engine("completer"), cfg.rollouts)
+
+    @staticmethod
+    def step_fields(label: TraceLabel | None, i: int) -> dict:
+        return {
+            "mc_value": label.step_values[i] if label and label.step_values else None,
+            "mc_label": label.step_labels[i] if label else None,
+        }
 
     def _values(self, requests: list[tuple[dict, int]]) -> list[tuple[float, int]]:
         """(MC value, tokens generated) for each (trace, step) request, in one engine call."""

@@ -1,38 +1,32 @@
 """Label: traces in, labeled traces out — every labeler, the consensus, and fidelity metrics.
 
-Engines are built once per rank and shared between labelers that name the same model config.
-A chunk should hold whole problems (the generate stage writes all samples of a problem to one
-shard, and a label chunk defaults to a whole shard) so overthinking compares a trace with its
-siblings.
+The labelers are the registered ones a recipe lists (`registry.py`); each gets its engines
+through the stage, which starts one per model purpose it uses (`completer` for rollouts and
+information gain, `judge` for the teacher judge). A chunk should hold whole problems (the
+generate stage writes all samples of a problem to one shard, and a label chunk defaults to a
+whole shard) so overthinking compares a trace with its siblings.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
-from stages.base import ShardStage, reject
-from stages.engine import Engine, EngineConfig, shared_engine
+from stages.base import ModelStageConfig, ShardStage, reject
 from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus
 from stages.label.fidelity import FidelityConfig, answer_fidelity, information_gain, overthinking
-from stages.label.judge import JudgeConfig, JudgeLabeler
-from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
-from stages.label.symbolic import SymbolicLabeler
-
-Source = Literal["symbolic", "mc", "judge"]
-_VERDICT = {True: "correct", False: "wrong", None: "unknown"}
+from stages.label.judge import JudgeConfig
+from stages.label.registry import LABELERS, known_labelers
+from stages.label.rollouts import RolloutConfig
 
 
-class LabelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    labelers: list[Source] = ["symbolic", "mc", "judge"]
-    completer: EngineConfig = Field(default_factory=EngineConfig)  # rollouts and information-gain scoring
-    judge_engine: EngineConfig = Field(default_factory=EngineConfig)
+class LabelConfig(ModelStageConfig):
+    PURPOSES = ("completer", "judge")  # completer: rollouts and information-gain scoring
+    labelers: list[str] = ["symbolic", "mc", "judge"]
     rollouts: RolloutConfig = Field(default_factory=RolloutConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
@@ -43,27 +37,22 @@ class LabelConfig(BaseModel):
     max_steps: int = 2048
     chunk_size: int = 4096
 
+    @model_validator(mode="after")
+    def _registered(self) -> LabelConfig:
+        known_labelers(self.labelers, "label.labelers")
+        known_labelers(self.consensus.sources, "label.consensus.sources")
+        return self
+
+    def purposes_used(self) -> tuple[str, ...]:
+        used = {p for name in self.labelers for p in LABELERS[name].uses}
+        used |= {"completer"} if self.fidelity.info_gain else set()
+        return tuple(p for p in self.PURPOSES if p in used)
+
 
 class Label(ShardStage):
     name = "label"
     in_features = TRACES
     out_features = LABELED_TRACES
-
-    def __init__(self, input_dir, output_dir, cfg: LabelConfig, engines: dict[str, Engine] | None = None) -> None:
-        """`engines` maps "completer"/"judge" to ready engines (else this process's shared ones)."""
-        super().__init__(input_dir, output_dir, cfg.chunk_size)
-        self.cfg = cfg
-        self.engines = dict(engines or {})
-
-    def setup(self, rank: int) -> None:
-        need = {}
-        if "mc" in self.cfg.labelers or self.cfg.fidelity.info_gain:
-            need["completer"] = self.cfg.completer
-        if "judge" in self.cfg.labelers:
-            need["judge"] = self.cfg.judge_engine
-        for role, config in need.items():
-            if role not in self.engines:  # an engine passed in is used as is: never start a second
-                self.engines[role] = shared_engine(config)
 
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg = self.cfg
@@ -75,16 +64,12 @@ class Label(ShardStage):
         rows = [t for t in rows if len(t["steps"]) <= cfg.max_steps]
         with_steps = [t for t in rows if t["steps"]]
         verdicts: dict[str, dict[str, TraceLabel]] = {t["trace_id"]: {} for t in rows}
-        labelers = {
-            "symbolic": lambda: SymbolicLabeler(),
-            "mc": lambda: MonteCarloLabeler(self.engines["completer"], cfg.rollouts),
-            "judge": lambda: JudgeLabeler(self.engines["judge"], cfg.judge),
-        }
-        for source in cfg.labelers:
-            for t, lab in zip(with_steps, labelers[source]().label(with_steps)):
-                self.stat_update(f"{source}_tokens", value=lab.tokens)
-                verdicts[t["trace_id"]][source] = lab
-        gains = information_gain(self.engines["completer"], with_steps, cfg.fidelity) if cfg.fidelity.info_gain else []
+        for name in cfg.labelers:
+            for t, lab in zip(with_steps, LABELERS[name].from_config(cfg, self.engine).label(with_steps)):
+                self.stat_update(f"{name}_tokens", value=lab.tokens)
+                verdicts[t["trace_id"]][name] = lab
+        completer = self.engine("completer") if cfg.fidelity.info_gain else None
+        gains = information_gain(completer, with_steps, cfg.fidelity) if completer else []
         gain_of = {t["trace_id"]: g for t, g in zip(with_steps, gains)}
         answers = [answer_fidelity(t, cfg.fidelity.verifier) for t in rows]
         over = overthinking(rows, [a["final_correct"] for a in answers])
@@ -95,29 +80,22 @@ class Label(ShardStage):
             c = consensus(v, n, cfg.consensus)  # a labeler that does not apply has first_error None
             self.stat_update(f"consensus_{c.status}")
             gain = gain_of.get(t["trace_id"], [None] * n)
-            steps = []
-            for i, s in enumerate(t["steps"]):
-                sym, mc, judge = v.get("symbolic"), v.get("mc"), v.get("judge")
-                steps.append(
-                    {
-                        **s,
-                        "symbolic": _VERDICT[sym.step_labels[i]] if sym else None,
-                        "mc_value": mc.step_values[i] if mc and mc.step_values else None,
-                        "mc_label": mc.step_labels[i] if mc else None,
-                        "judge_label": judge.step_labels[i] if judge else None,
-                        "label": c.step_labels[i],
-                        "info_gain": gain[i],
-                    }
-                )
+            steps = [
+                {
+                    **s,
+                    **_labeler_fields(v, i),
+                    "label": c.step_labels[i],
+                    "info_gain": gain[i],
+                }
+                for i, s in enumerate(t["steps"])
+            ]
             provenance = {k: {"first_error": lab.first_error, "note": lab.note} for k, lab in v.items()}
             out.append(
                 {
                     **t,
                     "steps": steps,
                     **fid,
-                    "first_error_symbolic": v["symbolic"].first_error if "symbolic" in v else None,
-                    "first_error_mc": v["mc"].first_error if "mc" in v else None,
-                    "first_error_judge": v["judge"].first_error if "judge" in v else None,
+                    **{f"first_error_{name}": v[name].first_error if name in v else None for name in LABELERS},
                     "first_error": c.first_error,
                     "consensus": c.status,
                     "provenance": json.dumps(provenance),
@@ -127,3 +105,11 @@ class Label(ShardStage):
                 }
             )
         return out, rejects
+
+
+def _labeler_fields(verdicts: dict[str, TraceLabel], i: int) -> dict:
+    """Every registered labeler's columns of step `i` (nulls for labelers that did not run)."""
+    out: dict = {}
+    for name, cls in LABELERS.items():
+        out |= cls.step_fields(verdicts.get(name), i)
+    return out

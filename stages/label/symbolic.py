@@ -168,9 +168,19 @@ class SymbolicLabeler:
     "not_applicable" when the trace makes no checkable claim at all."""
 
     name = "symbolic"
+    uses = ()
+
+    @classmethod
+    def from_config(cls, cfg, engine) -> SymbolicLabeler:
+        return cls()
 
     def label(self, traces: list[dict]) -> list[TraceLabel]:
         return [self.label_steps([s["text"] for s in t["steps"]]) for t in traces]
+
+    @staticmethod
+    def step_fields(label: TraceLabel | None, i: int) -> dict:
+        verdict = {True: "correct", False: "wrong", None: "unknown"}
+        return {"symbolic": verdict[label.step_labels[i]] if label else None}
 
     @staticmethod
     def label_steps(steps: list[str]) -> TraceLabel:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from schemas import LABELED_TRACES, PAIRS
-from stages.base import ShardStage
-from stages.engine import Engine, EngineConfig, shared_engine
+from stages.base import ModelStageConfig, ShardStage
 from stages.label.rollouts import RolloutConfig
 from stages.pairs.common import dedupe_and_cap
 from stages.pairs.fidelity_pairs import fidelity_pairs
@@ -19,10 +18,9 @@ from stages.pairs.trace_pairs import trace_pairs
 Kind = Literal["step", "trace", "fidelity"]
 
 
-class PairsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PairsConfig(ModelStageConfig):
+    PURPOSES = ("generator",)  # samples candidate next steps and rolls them out (step pairs)
     kinds: list[Kind] = ["step", "trace", "fidelity"]
-    generator: EngineConfig = Field(default_factory=EngineConfig)  # samples candidate next steps
     next_step: NextStepConfig = Field(default_factory=NextStepConfig)
     rollouts: RolloutConfig = Field(default_factory=lambda: RolloutConfig(strategy="per_step"))
     min_chosen_confidence: float = math.log(0.5)  # trace pairs: answer-span mean logprob of the chosen side
@@ -30,24 +28,19 @@ class PairsConfig(BaseModel):
     max_pairs_per_problem: int = 8  # per kind
     chunk_size: int = 4096
 
+    def purposes_used(self) -> tuple[str, ...]:
+        return self.PURPOSES if "step" in self.kinds else ()
+
 
 class Pairs(ShardStage):
     name = "pairs"
     in_features = LABELED_TRACES
     out_features = PAIRS
 
-    def __init__(self, input_dir, output_dir, cfg: PairsConfig, engine: Engine | None = None) -> None:
-        super().__init__(input_dir, output_dir, cfg.chunk_size)
-        self.cfg, self.engine = cfg, engine
-
-    def setup(self, rank: int) -> None:
-        if self.engine is None and "step" in self.cfg.kinds:
-            self.engine = shared_engine(self.cfg.generator)
-
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg, candidates = self.cfg, []
         if "step" in cfg.kinds:
-            sampled, tokens = next_step_pairs(self.engine, rows, cfg.next_step, cfg.rollouts)
+            sampled, tokens = next_step_pairs(self.engine("generator"), rows, cfg.next_step, cfg.rollouts)
             self.stat_update("next_step_tokens", value=tokens)
             candidates += sampled + sibling_pairs(rows)
         if "trace" in cfg.kinds:

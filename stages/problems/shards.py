@@ -5,6 +5,9 @@ A row Parquet cannot hold (a lone surrogate, e.g. from bytes decoded with `surro
 `problems_rejects/` with a reason code instead, as every stage's refused rows do (`ShardStage`):
 same folder naming, reject shard named after its problems shard, same reason codes as Generate's
 `check_problem`. Everything else is written.
+
+Shards are written in source order and a shard that exists is kept, so a run killed midway
+resumes with the missing shards (the sources are deterministic: seeded, or a fixed Hub split).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from loguru import logger
 
 from schemas import PROBLEMS, REJECTS
-from stages.base import reject
+from stages.base import StageContext, reject
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import batched, read_table, rejects_dir, shard_paths, to_table, write_table
 
@@ -35,10 +38,14 @@ def unwritable(row: dict) -> tuple[str, str] | None:
 
 def write_problem_shards(cfg: ProblemSourceConfig, out: Path) -> list[Path]:
     """Write shard i from source rows [i * shard_size, (i + 1) * shard_size), less any refused
-    rows, which go to a reject shard of the same name. Returns the problems shards."""
+    rows, which go to a reject shard of the same name; shards that exist are kept. Returns the
+    problems shards."""
     paths = []
     for i, rows in enumerate(batched(load_problems(cfg), cfg.shard_size)):
         name = f"problems-{i:05d}.parquet"
+        if (Path(out) / name).exists():
+            paths.append(Path(out) / name)
+            continue
         good, bad = [], []
         for row in rows:
             if refused := unwritable(row):
@@ -50,6 +57,14 @@ def write_problem_shards(cfg: ProblemSourceConfig, out: Path) -> list[Path]:
             write_table(to_table(bad, REJECTS), rejects_dir(out) / name, REJECTS)
         paths.append(write_table(to_table(good, PROBLEMS), Path(out) / name, PROBLEMS))
     return paths
+
+
+def run_problems(ctx: StageContext) -> dict:
+    """The pipeline's `problems` stage: write the missing shards, report refused rows by reason."""
+    before = len(shard_paths(ctx.output))
+    shards = write_problem_shards(ctx.config, ctx.output)
+    status = "complete, skipped" if before == len(shards) else "ran"
+    return {"status": status, "shards": len(shards), **reject_counts(ctx.output)}
 
 
 def reject_counts(out: Path) -> dict[str, int]:

@@ -9,16 +9,16 @@ import json
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from stages.base import StageConfig
 from stages.problems import arithmetic
 
 
-class ProblemSourceConfig(BaseModel):
+class ProblemSourceConfig(StageConfig):
     """Where problems come from. `kind: arithmetic` is the bundled generator (the embedded
     default); `kind: hub` loads a dataset by name, mapping its columns to ours."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["arithmetic", "hub"] = "arithmetic"
     split: str = "demo"  # arithmetic: train | eval | demo; hub: the dataset split
     limit: int = 32

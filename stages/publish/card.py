@@ -143,7 +143,8 @@ def provenance_section(meta: dict, traces: TraceStats | pa.Table | None) -> str:
     models = sorted(TraceStats.of(traces).models)
     items = [
         ("Recipe", recipe.get("name") or meta.get("recipe_name")),
-        ("Generator model(s)", ", ".join(f"`{m}`" for m in models) or _get(recipe, "generate.engine.model")),
+        ("Generator model(s)", ", ".join(f"`{m}`" for m in models) or _get(recipe, "models.generator.model")),
+        ("Models by role", {role: m.get("model") for role, m in (recipe.get("models") or {}).items()} or None),
         ("Sampling", _get(recipe, "generate.sampling")),
         ("Prompt template", _get(recipe, "generate.prompt_template")),
         ("Step labelers", _get(recipe, "label.labelers") or _get(recipe, "label")),

@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from schemas import CONFIGS
+from stages.base import StageConfig, StageContext
 from stages.paths import inside_root, relative_path, replaceable
 from stages.publish.card import render_card
 from stages.publish.figures import STATS_COLUMNS, TraceStats, write_figures
 from stages.publish.hub import publish_hub, publish_local
 from stages.publish.shards import MAX_SHARD_BYTES, ROW_GROUP_BYTES, ShardInfo, write_config_shards
+from stages.shards import row_count, shard_paths
 
 
-class PublishConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PublishConfig(StageConfig):
     target: Literal["local", "hub"] = "local"
     path: str = "dataset"  # local folder, relative to the run's output root (also the staging folder for "hub")
     repo_id: str | None = None
@@ -121,3 +121,14 @@ def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_roo
         )
         result |= {"repo_id": cfg.repo_id, "hub": hub}
     return result
+
+
+def run_publish(ctx: StageContext) -> dict:
+    """The pipeline's `publish` stage: every exported config (`ctx.inputs["export"]/<config>/`),
+    with the recipe and the run's stage statistics in the card."""
+    configs = ctx.inputs["export"]
+    inputs = {c: configs / c for c in CONFIGS if (configs / c).is_dir()}
+    counts = {c: sum(row_count(p) for p in shard_paths(folder)) for c, folder in inputs.items()}
+    recipe = ctx.recipe.model_dump(mode="json") if ctx.recipe is not None else {}
+    metadata = {"recipe": recipe, "stages": ctx.summary.get("stages", {}), "counts": counts}
+    return {"status": "ran", **publish(inputs, metadata, ctx.config, ctx.root)}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.pipeline import PIPELINE
 from infra.reliability.experiments import (
     baseline,
     can_mount,
@@ -37,6 +38,10 @@ def work(tmp_path_factory) -> Path:
     return root
 
 
+def traces(work: Path) -> Path:
+    return PIPELINE.path("generate", work / "run")
+
+
 def assert_nothing_lost(run) -> None:
     assert run.rows_compared > 0
     assert (run.rows_lost, run.duplicates, run.rows_added, run.rows_differing) == (0, 0, 0, 0), run
@@ -44,22 +49,22 @@ def assert_nothing_lost(run) -> None:
 
 
 def test_label_killed_twice_resumes_to_the_uninterrupted_rows(work):
-    run = stage_resume("label", work / "run" / "traces", work, LABEL, kills=2, seed=1)
+    run = stage_resume("label", traces(work), work, LABEL, kills=2, seed=1)
     assert run.faults_injected == 2 and run.rows_compared == TRACES
     assert_nothing_lost(run)
 
 
 def test_pairs_killed_twice_resumes_to_the_uninterrupted_rows(work):
-    labeled = baseline("label", work / "run" / "traces", work, LABEL)
+    labeled = baseline("label", traces(work), work, LABEL)
     run = stage_resume("pairs", labeled, work, PAIRS, kills=2, seed=2)
     assert run.faults_injected == 2
     assert_nothing_lost(run)
 
 
 def test_publish_killed_at_random_times_writes_the_same_bytes(work):
-    labeled = baseline("label", work / "run" / "traces", work, LABEL)
-    parts = {"labeled": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)}
-    stems = [p.stem for p in shard_paths(work / "run" / "traces")[:2]]  # 2 of 6 input shards: a shorter launch
+    labeled = baseline("label", traces(work), work, LABEL)
+    parts = {"label": labeled, "pairs": baseline("pairs", labeled, work, PAIRS)}
+    stems = [p.stem for p in shard_paths(traces(work))[:2]]  # 2 of 6 input shards: a shorter launch
     run = publish_resume(published_run(work, parts, stems), work, {}, kills=2, seed=3)
     assert run.faults_injected >= 1  # a kill that comes after publish finished is not a fault
     assert_nothing_lost(run)
@@ -67,7 +72,7 @@ def test_publish_killed_at_random_times_writes_the_same_bytes(work):
 
 @pytest.mark.skipif(not can_mount(), reason="a size-capped tmpfs needs root (CI's container has it)")
 def test_a_full_disk_fails_with_a_clear_error_keeps_finished_shards_and_resumes(work):
-    result = disk_full("label", work / "run" / "traces", work, LABEL)
+    result = disk_full("label", traces(work), work, LABEL)
     assert result["failed_cleanly"], result
     assert "disk full" in result["error"] and "/small-disk/label" in result["error"]  # label/ or label_rejects/
     assert 0 < result["shards_valid"] == result["shards_before_full"]
@@ -75,7 +80,7 @@ def test_a_full_disk_fails_with_a_clear_error_keeps_finished_shards_and_resumes(
 
 
 def test_corrupted_input_shards_are_named_and_the_rest_is_done(work):
-    result = corrupt_input("label", work / "run" / "traces", work, LABEL, n_shards=3)
+    result = corrupt_input("label", traces(work), work, LABEL, n_shards=3)
     assert result["failed"] and result["paths_named"] == result["paths_corrupted"] == 2
     assert result["other_shards_done"]
     assert_nothing_lost(_run(result["resumed"]))

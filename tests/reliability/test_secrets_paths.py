@@ -16,6 +16,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
+from flows.pipeline import PIPELINE
 from flows.recipe import load_recipe
 from infra.reliability.synthetic import write_synthetic_run
 from stages.label.stage import Label, LabelConfig
@@ -75,7 +76,7 @@ def test_publishing_never_replaces_the_runs_own_data(tmp_path):
 
 
 def test_a_recipe_cannot_carry_a_token(monkeypatch):
-    for key in ("publish.token", "publish.hf_token", "generate.engine.api_key", "label.judge_engine.token"):
+    for key in ("publish.token", "publish.hf_token", "models.generator.api_key", "models.judge.token"):
         with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
             load_recipe("demo", {key: TOKEN})
     monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -87,7 +88,8 @@ def labeled_run(tmp_path):
     """A run root holding labeled traces (symbolic labels, no model), as the report needs."""
     root = tmp_path / "run"
     write_synthetic_run(root, 16, per_problem=4)
-    Label(root / "traces", root / "labeled", LabelConfig(labelers=["symbolic"], fidelity={"info_gain": False})).run()
+    cfg = LabelConfig(labelers=["symbolic"], fidelity={"info_gain": False})
+    Label(PIPELINE.path("generate", root), PIPELINE.path("label", root), cfg).run()
     return root
 
 
@@ -103,13 +105,16 @@ def test_a_token_never_reaches_run_files_artifacts_or_logs(labeled_run, prefect_
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     stage = {"status": "ran", "rows_in": 16, "rows_out": 16, "rejected_empty_problem": 1, "seconds": 0.1}
-    monkeypatch.setattr(curate_module, "problems_task", lambda recipe, root, fingerprint: {"shards": 1})
-    monkeypatch.setattr(curate_module, "stage_task", lambda name, recipe, root, fingerprint: dict(stage))
-    monkeypatch.setattr(
-        curate_module,
-        "publish_task",
-        lambda recipe, root, summary: {"target": "local", "path": str(root / "dataset"), "configs": {"note": TOKEN}},
-    )  # a token-shaped string in a result: it would reach run.json and the artifact unless scrubbed
+    real_task = curate_module.stage_task
+
+    def stand_in(name, pipeline, recipe, root, fingerprint, summary):
+        if name == "report":  # the real page, over the labeled traces and the run.json written so far
+            return real_task.fn(name, pipeline, recipe, root, fingerprint, summary)
+        if name == "publish":  # a token-shaped string in a result: it reaches run.json and the artifact unless scrubbed
+            return {"target": "local", "path": str(root / "dataset"), "configs": {"note": TOKEN}}
+        return dict(stage)
+
+    monkeypatch.setattr(curate_module, "stage_task", stand_in)
     recipe = load_recipe("demo").model_copy(update={"description": f"pasted by mistake: {TOKEN}"})
     with temporary_settings({PREFECT_API_URL: prefect_stack.env["PREFECT_API_URL"]}):
         summary = curate_module.curate(recipe, str(labeled_run))
