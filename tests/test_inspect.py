@@ -175,7 +175,11 @@ def test_page_in_browser(synthetic, tmp_path, browser):
     assert "showing 400 of 400 traces" in b.js("document.getElementById('statement').textContent")
     marks = _check_overview(b)
     assert all(n > 0 for n in marks.values()), marks
-    assert b.js("document.querySelectorAll('#drop-table td').length") > 4
+    drops = b.js(
+        "[...document.querySelectorAll('#drop-table tr')].slice(1).map(r => r.cells[0].textContent"
+        " + ':' + r.cells[1].textContent)"
+    )
+    assert len(drops) >= 4 and len(drops) == len(set(drops)) and not any(d.endswith(":kept") for d in drops), drops
     shot = b.screenshot(ARTIFACTS / "inspect-overview.png")
 
     b.js("document.querySelector('nav a[data-tab=traces]').click()")

@@ -56,8 +56,7 @@
       return [k, v, s ? s.status || "" : "", s ? s.rows_in ?? "" : "", s ? s.rows_out ?? "" : "", s && s.seconds != null ? s.seconds : ""];
     });
     table($("#stage-table"), ["folder / config", "rows", "stage status", "rows in", "rows out", "seconds"], rows);
-    const drops = OV.drops.map((d) => [d.stage, d.reason, d.n, d.source]);
-    for (const s of OV.stages) for (const [r, n] of Object.entries(s.drops)) drops.push([s.stage, r, n, "run.json"]);
+    const drops = OV.drops.map((d) => [d.stage, d.reason, d.n, d.source]);  // each drop once (stats.drops)
     table($("#drop-table"), ["stage", "reason", "rows", "from"], drops);
     table($("#filter-table"), ["filter", "traces (all)", "embedded", "meaning"], Object.entries(META.filters).map(([k, d]) => [k, T.filters[k], TRACES.filter((t) => t.flags.includes(k)).length, d]));
     charts();

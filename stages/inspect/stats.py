@@ -169,7 +169,7 @@ def _run_stages(run: dict) -> list[dict]:
         drops = {
             k.removeprefix("rejected_").removeprefix("dropped_"): int(v)
             for k, v in s.items()
-            if isinstance(v, int | float) and ("rejected_" in k or "dropped_" in k)
+            if isinstance(v, int | float) and k.startswith(("rejected_", "dropped_"))
         }
         keep = ("status", "rows_in", "rows_out", "seconds", "rows_per_second", "shards")
         out.append({"stage": name, **{k: s[k] for k in keep if k in s}, "drops": drops})
@@ -177,7 +177,10 @@ def _run_stages(run: dict) -> list[dict]:
 
 
 def drops(src: Sources) -> list[dict]:
-    """Refused rows by stage and reason (rejects folders) and frontier drops by reason."""
+    """Rows dropped, by stage and reason, each once: the rejects shards and the frontier's
+    decisions hold every drop of every run that wrote them (a resumed stage's run.json counts only
+    its last run's), so run.json's counts are used only for stages without such folders. Kept
+    rows and what a stage merely counts (e.g. candidate pairs it deduplicated) are not drops."""
     out: list[dict] = []
     rejects = scan_rejects(src)
     if rejects is not None:
@@ -185,11 +188,18 @@ def drops(src: Sources) -> list[dict]:
         out += [{"stage": s, "reason": r, "n": int(n), "source": "rejects"} for s, r, n in df.iter_rows()]
     frontier = scan_frontier(src)
     if frontier is not None:
-        df = frontier.group_by("keep", "drop_reason").len().sort("keep", "drop_reason").collect()
+        df = frontier.filter(~pl.col("keep")).group_by("drop_reason").len().sort("drop_reason").collect()
         out += [
-            {"stage": "frontier", "reason": "kept" if k else (r or "dropped"), "n": int(n), "source": "frontier"}
-            for k, r, n in df.iter_rows()
+            {"stage": "frontier", "reason": r or "dropped", "n": int(n), "source": "frontier"}
+            for r, n in df.iter_rows()
         ]
+    covered = {d["stage"] for d in out} | ({"frontier"} if frontier is not None else set())
+    out += [
+        {"stage": s["stage"], "reason": reason, "n": n, "source": "run.json"}
+        for s in _run_stages(src.run)
+        if s["stage"] not in covered
+        for reason, n in s["drops"].items()
+    ]
     return out
 
 
