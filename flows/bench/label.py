@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from schemas import PROBLEMS, TRACES, arrow_schema
 from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.evaluate.metrics import auroc, expected_calibration_error
 from stages.generate import Generate, GenerateConfig
 from stages.label.consensus import ConsensusConfig, consensus
 from stages.label.judge import JudgeConfig, JudgeLabeler
@@ -40,32 +41,6 @@ def processbench(pred: list[int | None], truth: list[int]) -> dict:
         "n_erroneous": len(err),
         "n_correct": len(cor),
     }
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a correct step scores above a wrong one (Mann-Whitney U, ties half)."""
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    allv = np.concatenate([pos, neg])
-    for v in np.unique(allv):  # average ranks of ties
-        idx = allv == v
-        ranks[idx] = ranks[idx].mean()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def ece(conf: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
-    edges = np.minimum((conf * bins).astype(int), bins - 1)
-    return float(
-        sum(
-            abs(conf[edges == b].mean() - labels[edges == b].mean()) * (edges == b).mean()
-            for b in range(bins)
-            if (edges == b).any()
-        )
-    )
 
 
 def sample_traces(engine, problems: int, n: int, tmp: Path) -> list[dict]:
@@ -121,7 +96,11 @@ def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:t
         "traces": len(traces),
         "erroneous": sum(t >= 0 for t in truth),
         "labelers": results,
-        "calibration": {"steps": len(conf), "auroc": auroc(conf, correct), "ece": ece(conf, correct)},
+        "calibration": {
+            "steps": len(conf),
+            "auroc": auroc(conf, correct),
+            "ece": expected_calibration_error(conf, correct),
+        },
         "binary_vs_per_step_tokens": results["mc_binary_search"]["tokens_per_trace"]
         / max(results["mc_per_step"]["tokens_per_trace"], 1e-9),
     }
