@@ -55,6 +55,30 @@ def bootstrap_interval(
     return float(stat(x)), float(low), float(high)
 
 
+def bootstrap_pooled(
+    groups: Sequence[tuple[np.ndarray, np.ndarray]],
+    stat: Callable[[np.ndarray, np.ndarray], float],
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """(estimate, low, high) of `stat(scores, labels)` over items pooled from per-problem groups
+    (e.g. every step of a problem's traces), resampling problems with replacement; draws where
+    the statistic is undefined (one class only) are left out."""
+    if not groups:
+        return float("nan"), float("nan"), float("nan")
+    pool = lambda idx: (np.concatenate([groups[i][0] for i in idx]), np.concatenate([groups[i][1] for i in idx]))  # noqa: E731
+    rng = np.random.default_rng(seed)
+    draws = np.array([stat(*pool(rng.integers(0, len(groups), len(groups)))) for _ in range(resamples)])
+    draws = draws[~np.isnan(draws)]
+    estimate = stat(*pool(range(len(groups))))
+    if not len(draws):
+        return float(estimate), float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(estimate), float(low), float(high)
+
+
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """P(score of a random positive > score of a random negative), ties counting one half; NaN when
     either class is empty (a model right on every step has no calibration to rank)."""
