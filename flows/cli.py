@@ -61,6 +61,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from flows.evaluate import compare, evaluate, leaderboard_markdown, load_summary
+    from flows.recipe import parse_overrides
+
+    if args.action:
+        if args.action[0] != "compare" or len(args.action) != 3:
+            raise SystemExit("usage: thoughtmill eval compare A B (evaluation folders or summary.json files)")
+        a, b = (load_summary(p) for p in args.action[1:])
+        print(f"B - A, A = {args.action[1]}, B = {args.action[2]} (95% intervals over problems)")
+        for row in compare(a, b):
+            beyond = {True: "intervals overlap", False: "BEYOND the intervals", None: "no interval"}[row["overlap"]]
+            print(f"  {row['metric']:<18} {row['a']:.3f} -> {row['b']:.3f}  delta {row['delta']:+.3f}  {beyond}")
+        return 0
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    board = evaluate(args.recipe, models, args.out, parse_overrides(args.set))
+    print(leaderboard_markdown(board))
+    return 0
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from flows.pipeline import load_pipeline
 
@@ -110,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output root (default: out/<recipe name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     run.set_defaults(func=_run)
+
+    ev_ = sub.add_parser("eval", help="evaluate models' thinking (the evaluate flow), or `eval compare A B`")
+    ev_.add_argument("action", nargs="*", help="empty to evaluate; `compare A B` to compare two evaluations")
+    ev_.add_argument("--recipe", default="eval-demo", help="an evaluation recipe name or YAML path")
+    ev_.add_argument("--models", help="comma-separated models or recipe roles (default: the recipe's generator)")
+    ev_.add_argument("--out", help="output root (default: out/<recipe name>)")
+    ev_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    ev_.set_defaults(func=_eval)
 
     pipe = sub.add_parser("pipeline", help="print the pipeline's stages: what each reads, writes and uses")
     pipe.add_argument("--pipeline", default="flows.pipeline:PIPELINE", help="module:attribute of a Pipeline")

@@ -107,6 +107,27 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def run_pipeline(pipeline: str, recipe: RecipeBase, root: Path) -> dict:
+    """Every stage of `pipeline` for `recipe` under `root`, as Prefect tasks of the calling flow;
+    `run.json` is rewritten after each stage. Returns the run's summary."""
+    logger = get_run_logger()
+    spec = load_pipeline(pipeline)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "recipe.json").write_text(scrub(recipe.model_dump_json(indent=2)))
+    prints = spec.fingerprints(recipe)
+    summary: dict = {"recipe": recipe.name, "out": str(root), "fingerprints": prints, "stages": {}, "complete": False}
+    for name in spec.names:
+        summary["stages"][name] = stage_task(name, pipeline, recipe, root, prints[name], summary)
+        logger.info("%s: %s", name, scrub(str(summary["stages"][name])))
+        summary["complete"] = name == spec.names[-1]
+        (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
+    return summary
+
+
+def artifact_key(kind: str, name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", f"{kind}-{name}".lower())  # Prefect's artifact key alphabet
+
+
 @flow(name="curate")
 def curate(
     recipe: str | dict | BaseModel = "demo",
@@ -117,19 +138,8 @@ def curate(
     """Run every stage of `pipeline` (`module:attribute`, default the project's) for `recipe` (a
     recipe name or path with dotted-key `overrides`, a mapping, or a Recipe) into `out` (default
     `out/<recipe name>`); a re-run skips finished work."""
-    logger = get_run_logger()
-    spec = load_pipeline(pipeline)
-    recipe = spec.load(recipe, overrides)
-    root = Path(out or f"out/{recipe.name}").resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "recipe.json").write_text(scrub(recipe.model_dump_json(indent=2)))
-    prints = spec.fingerprints(recipe)
-    summary: dict = {"recipe": recipe.name, "out": str(root), "fingerprints": prints, "stages": {}, "complete": False}
-    for name in spec.names:
-        summary["stages"][name] = stage_task(name, pipeline, recipe, root, prints[name], summary)
-        logger.info("%s: %s", name, scrub(str(summary["stages"][name])))
-        summary["complete"] = name == spec.names[-1]
-        (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
-    key = re.sub(r"[^a-z0-9-]+", "-", f"curate-{recipe.name}".lower())  # Prefect's artifact key alphabet
-    create_markdown_artifact(scrub(summary_markdown(summary)), key=key, description="run summary")
+    recipe = load_pipeline(pipeline).load(recipe, overrides)
+    summary = run_pipeline(pipeline, recipe, Path(out or f"out/{recipe.name}").resolve())
+    text = scrub(summary_markdown(summary))
+    create_markdown_artifact(text, key=artifact_key("curate", recipe.name), description="run summary")
     return summary

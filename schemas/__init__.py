@@ -5,6 +5,7 @@ can never drift. `validate` checks a table at a stage boundary and casts it to t
 types (no `large_string` surprises downstream).
 """
 
+from schemas.evaluation import EVAL_SCORES
 from schemas.labels import LABELED_TRACES
 from schemas.outputs import CONFIGS, DPO, PRM, SFT
 from schemas.pairs import FRONTIER, PAIRS
@@ -19,6 +20,7 @@ REGISTRY = {
     "labeled_traces": LABELED_TRACES,
     "pairs": PAIRS,
     "frontier": FRONTIER,
+    "eval_scores": EVAL_SCORES,
     "rejects": REJECTS,
     **{f"config_{name}": features for name, features in CONFIGS.items()},
 }
@@ -26,6 +28,7 @@ REGISTRY = {
 __all__ = [
     "CONFIGS",
     "DPO",
+    "EVAL_SCORES",
     "FRONTIER",
     "LABELED_TRACES",
     "PAIRS",

@@ -25,7 +25,7 @@ from stages.label.consensus import ConsensusConfig, consensus
 from stages.label.judge import JudgeConfig, JudgeLabeler
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.label.symbolic import SymbolicLabeler
-from stages.problems.arithmetic_truth import first_error, parse_expression, step_truth
+from stages.problems.arithmetic_truth import first_error, problem_step_truth
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import read_table, shard_paths, write_table
 
@@ -55,10 +55,7 @@ def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:t
     engine = build_engine(EngineConfig(model=model, enforce_eager=True))
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, n, Path(tmp)) if t["steps"]]
-    truth_steps = [
-        step_truth(parse_expression(t["problem"].removeprefix("What is ").rstrip("?")), [s["text"] for s in t["steps"]])
-        for t in traces
-    ]
+    truth_steps = [problem_step_truth(t["problem"], [s["text"] for s in t["steps"]]) for t in traces]
     truth = [first_error(ts) for ts in truth_steps]
     rollout = dict(k=k, max_tokens=300, seed=5)
     labelers = {

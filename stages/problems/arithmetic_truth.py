@@ -100,6 +100,19 @@ def first_error(truth: list[bool]) -> int:
     return next((i for i, ok in enumerate(truth) if not ok), -1)
 
 
+_QUESTION = re.compile(r"What is (.+)\?")
+
+
+def problem_step_truth(problem: str, steps: list[str]) -> list[bool] | None:
+    """Exact truth of each step of a trace for a bundled arithmetic problem (`What is EXPR?`);
+    None for any other problem (it has no exact step truth)."""
+    m = _QUESTION.fullmatch(problem.strip())
+    try:
+        return step_truth(parse_expression(m.group(1)), steps) if m else None
+    except ValueError:
+        return None
+
+
 _EXPRESSION = re.compile(r"[\d\s+\-*()]+")
 
 
