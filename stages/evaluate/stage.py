@@ -15,6 +15,7 @@ import pyarrow as pa
 from schemas import EVAL_SCORES, LABELED_TRACES
 from stages.base import StageConfig, StageContext
 from stages.evaluate.summary import summarize
+from stages.jsonable import finite
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
 from stages.shards import read_table, shard_paths, to_table, write_table
 
@@ -65,22 +66,11 @@ def score(traces: list[dict], cfg: ScoreConfig) -> tuple[list[dict], dict]:
     return rows, {"models": models, **summarize(traces, tuple(cfg.ks), truth)}
 
 
-def _finite(value):
-    """NaN (a metric that does not apply) as null: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def run_score(ctx: StageContext) -> dict:
     """The evaluation pipeline's `score` stage."""
     tables = [read_table(p, LABELED_TRACES) for p in shard_paths(ctx.inputs["label"])]
     traces = pa.concat_tables(tables).to_pylist() if tables else []
     rows, summary = score(traces, ctx.config)
     write_table(to_table(rows, EVAL_SCORES), ctx.output / SCORES, EVAL_SCORES)
-    (ctx.output / SUMMARY).write_text(json.dumps(_finite(summary), indent=2, allow_nan=False))
+    (ctx.output / SUMMARY).write_text(json.dumps(finite(summary), indent=2, allow_nan=False))
     return {"status": "ran", "rows_in": len(traces), "rows_out": len(rows), "summary": str(ctx.output / SUMMARY)}

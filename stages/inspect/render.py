@@ -9,7 +9,6 @@ data can close the script element early.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from stages.base import StageConfig, StageContext
 from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
 from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces
 from stages.inspect.stats import CONFIDENT, FILTERS, overview
+from stages.jsonable import finite
 
 ASSETS = Path(__file__).parent
 DEFAULT_MAX_TRACES = 2000
@@ -34,19 +34,8 @@ class Report:
     statement: str
 
 
-def _clean(value: object) -> object:
-    """Non-finite floats become null: JSON.parse rejects NaN and Infinity."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _embed(data: dict) -> str:
-    text = json.dumps(_clean(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(finite(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
