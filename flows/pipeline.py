@@ -166,4 +166,4 @@ PIPELINE = Pipeline(
               run=run_report, rewrites=True, about="the trace inspector page"),
     )
 )  # fmt: skip
-Recipe = PIPELINE.recipe_model
+Recipe = PIPELINE.recipe_model  # the project recipe type, importable by name (pickle finds its class here)
