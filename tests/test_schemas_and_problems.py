@@ -66,3 +66,21 @@ def test_a_problem_parquet_cannot_hold_is_refused_with_a_reason_and_the_rest_wri
     assert json.loads(rejects[0]["payload"])["problem"] == rows[1]["problem"]  # escaped, reads back the same
     assert not (tmp_path / "problems_rejects" / "problems-00001.parquet").exists()
     assert reject_counts(tmp_path / "problems") == {"rejected_invalid_utf8": 2}
+
+
+def test_problems_stage_resumes_missing_shards_then_skips_its_source(tmp_path, monkeypatch):
+    """Killed after its first shard, the stage writes only the rest; once marked complete, a re-run
+    does not read the source again (a Hub dataset would be loaded for nothing)."""
+    from stages.base import StageContext
+
+    cfg = ProblemSourceConfig(split="demo", limit=6, shard_size=2)
+    ctx = StageContext(tmp_path, cfg, {}, tmp_path / "problems")
+    first = write_problem_shards(cfg, ctx.output)
+    for path in first[1:]:
+        path.unlink()  # as if killed after the first shard
+    kept = first[0].stat().st_mtime_ns
+    assert problem_shards.run_problems(ctx)["status"] == "ran"
+    assert [p.name for p in first] == sorted(p.name for p in ctx.output.glob("*.parquet"))
+    assert first[0].stat().st_mtime_ns == kept  # the finished shard was not rewritten
+    monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: pytest.fail("the source was read again"))
+    assert problem_shards.run_problems(ctx) == {"status": "complete, skipped", "shards": 3}

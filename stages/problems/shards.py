@@ -8,6 +8,8 @@ same folder naming, reject shard named after its problems shard, same reason cod
 
 Shards are written in source order and a shard that exists is kept, so a run killed midway
 resumes with the missing shards (the sources are deterministic: seeded, or a fixed Hub split).
+A `.complete` marker written after the last shard lets a re-run skip the source altogether
+(a Hub dataset is not loaded again to find that nothing is missing).
 """
 
 from __future__ import annotations
@@ -60,11 +62,14 @@ def write_problem_shards(cfg: ProblemSourceConfig, out: Path) -> list[Path]:
 
 
 def run_problems(ctx: StageContext) -> dict:
-    """The pipeline's `problems` stage: write the missing shards, report refused rows by reason."""
-    before = len(shard_paths(ctx.output))
+    """The pipeline's `problems` stage: write the missing shards (none once `.complete` marks the
+    folder done), report refused rows by reason."""
+    done = ctx.output / ".complete"
+    if done.exists():
+        return {"status": "complete, skipped", "shards": len(shard_paths(ctx.output)), **reject_counts(ctx.output)}
     shards = write_problem_shards(ctx.config, ctx.output)
-    status = "complete, skipped" if before == len(shards) else "ran"
-    return {"status": status, "shards": len(shards), **reject_counts(ctx.output)}
+    done.touch()
+    return {"status": "ran", "shards": len(shards), **reject_counts(ctx.output)}
 
 
 def reject_counts(out: Path) -> dict[str, int]:

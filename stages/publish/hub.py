@@ -52,7 +52,10 @@ def _recover(dest: Path) -> None:
     if aside and not dest.exists():
         os.rename(aside.pop(), dest)
     for left in aside + list(dest.parent.glob(f".{glob.escape(dest.name)}.tmp-*")):
-        shutil.rmtree(left, ignore_errors=True) if left.is_dir() and not left.is_symlink() else left.unlink()
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+        else:
+            left.unlink()
 
 
 def publish_local(build_fn: Callable[[Path], T], dest: Path) -> T:
