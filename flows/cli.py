@@ -93,6 +93,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     layout = PIPELINE.inputs_of("report", source)  # where a run folder keeps what the page shows
+    if (source / "leaderboard.json").is_file():  # an evaluation: one run folder per model
+        from flows.evaluate import report_layout
+
+        layout = report_layout()
     report = build_report(source, Path(args.out) if args.out else None, args.max_traces, args.seed, layout)
     size = f"{report.bytes / 1e6:.1f} MB, built in {report.seconds}s"
     print(f"thoughtmill: inspector page {report.path} ({size}); {report.statement}")

@@ -48,7 +48,7 @@ def _stats(logging_dir: Path) -> dict:
 def engines_for(recipe: RecipeBase, section) -> list[str]:
     """Close this process's engines that `section`'s stage does not use; returns the roles the
     engines left alive serve (roles with equal settings share one engine)."""
-    retain_engines(recipe.models_for(section).values())
+    retain_engines([recipe.models[role] for role in section.engine_roles().values()])
     live = {c.model_dump_json() for c in live_engine_configs()}
     return sorted(role for role, config in recipe.models.items() if config.model_dump_json() in live)
 

@@ -5,8 +5,9 @@ label; no copies) plus `score` (`stages/evaluate/stage.py`). Each model runs it 
 `<out>/<model>/` as the `generator` role: a name that is one of the recipe's roles uses that
 role's engine config, any other name (`tiny:student`, a Hub id, a checkpoint path) the recipe's
 `generator` settings with that model. Stages resume as in `curate`. The leaderboard
-(`<out>/leaderboard.json`) holds every model's summary; `compare` says where two differ beyond
-their intervals.
+(`<out>/leaderboard.json`) holds every model's summary; the recipe's `results` section publishes
+the scores and summaries with a card (`<out>/results/`, or the Hub); `<out>/report.html` is the
+inspector with an Evaluation tab; `compare` says where two differ beyond their intervals.
 """
 
 from __future__ import annotations
@@ -18,35 +19,39 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flows.curate import artifact_key, run_pipeline
 from flows.pipeline import PIPELINE, Pipeline, Stage
 from flows.recipe import RecipeBase
-from stages.evaluate.stage import SUMMARY, ScoreConfig, run_score
+from stages.evaluate.deep_thinking import DeepThinking, DeepThinkingConfig
+from stages.evaluate.results import compare, leaderboard_markdown, publish_results
+from stages.evaluate.stage import SCORES, SUMMARY, ScoreConfig, run_score
+from stages.inspect import build_report
+from stages.publish.stage import PublishConfig
 from stages.secrets import scrub
+
+__all__ = ["EVALUATION", "compare", "evaluate", "for_model", "leaderboard_markdown", "load_summary", "slug"]
+
+
+class EvaluationRecipe(RecipeBase):
+    # where the scores, the summaries and their card are published (a folder under `out`, or the Hub)
+    results: PublishConfig = Field(default_factory=lambda: PublishConfig(path="results", default_config="summary"))
+
 
 EVALUATION = Pipeline(
     (
         PIPELINE["problems"],
         PIPELINE["generate"],
         PIPELINE["label"],
-        Stage("score", ScoreConfig, ("label",), "scores", run=run_score, rewrites=True,
+        Stage("depth", DeepThinkingConfig, ("label",), "depth", step=DeepThinking,
+              about="each trace's deep-thinking ratio under its model (transformers hidden states)"),
+        Stage("score", ScoreConfig, ("label", "depth"), "scores", run=run_score, rewrites=True,
               about="per-sample scores and the model's summary with intervals"),
-    )
+    ),
+    EvaluationRecipe,
 )  # fmt: skip
 SPEC = "flows.evaluate:EVALUATION"
-# The leaderboard's columns: (label, section of the summary, metric).
-HEADLINE = [
-    ("pass@1", "answers", "pass@1"),
-    ("maj@8", "answers", "maj@8"),
-    ("thinking acc", "thinking", "thinking_accuracy"),
-    ("agreement", "thinking", "agreement"),
-    ("first-error rate", "first_errors", "first_error_rate"),
-    ("step AUROC", "calibration", "step_auroc"),
-    ("step ECE", "calibration", "step_ece"),
-    ("answer ECE", "calibration", "answer_ece"),
-]
 
 
 def slug(model: str) -> str:
@@ -62,37 +67,6 @@ def for_model(recipe: RecipeBase, model: str) -> RecipeBase:
     else:
         raise ValueError(f"recipe {recipe.name!r}: no models.generator to take settings from for {model!r}")
     return recipe.model_copy(update={"models": {**recipe.models, "generator": generator}})
-
-
-def metric(summary: dict, section: str, name: str) -> list[float | None]:
-    """[estimate, low, high] of one figure of a summary (nulls where it does not apply)."""
-    return list(summary.get(section, {}).get(name) or [None, None, None])
-
-
-def leaderboard_markdown(board: dict[str, dict]) -> str:
-    """One row per model, each figure as `estimate [low, high]`."""
-    num = lambda x: "?" if x is None else f"{x:.3f}"  # noqa: E731
-    fmt = lambda v: "-" if v[0] is None else f"{num(v[0])} [{num(v[1])}, {num(v[2])}]"  # noqa: E731
-    header = "| model | problems | " + " | ".join(h for h, _, _ in HEADLINE) + " |"
-    lines = [header, "| --- " * (len(HEADLINE) + 2) + "|"]
-    for model, s in board.items():
-        cells = [fmt(metric(s, section, name)) for _, section, name in HEADLINE]
-        lines.append(f"| `{model}` | {s['problems']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def compare(a: dict, b: dict) -> list[dict]:
-    """Per headline figure: B - A, and whether the two intervals overlap (no overlap: a
-    difference beyond the intervals)."""
-    out = []
-    for label, section, name in HEADLINE:
-        (ea, la, ha), (eb, lb, hb) = metric(a, section, name), metric(b, section, name)
-        if ea is None or eb is None:
-            continue
-        known = None not in (la, ha, lb, hb)
-        overlap = not (hb < la or ha < lb) if known else None
-        out.append({"metric": label, "a": ea, "b": eb, "delta": eb - ea, "overlap": overlap})
-    return out
 
 
 @flow(name="evaluate")
@@ -111,9 +85,19 @@ def evaluate(
         run = run_pipeline(SPEC, for_model(base, model), root / slug(model))
         board[model] = json.loads(Path(run["stages"]["score"]["summary"]).read_text())
     (root / "leaderboard.json").write_text(json.dumps(board, indent=2))
+    scores = [EVALUATION.path("score", root / slug(m)) / SCORES for m in board]
+    meta = {"name": base.name, "description": base.description}
+    published = publish_results(board, scores, meta, base.results, root)
+    (root / "results.json").write_text(json.dumps(published, indent=2))
+    build_report(root, root / "report.html", layout=report_layout())
     text = scrub(f"## evaluate `{base.name}`\n\n{leaderboard_markdown(board)}")
     create_markdown_artifact(text, key=artifact_key("evaluate", base.name), description="leaderboard")
     return board
+
+
+def report_layout() -> dict[str, Path]:
+    """Where the inspector finds each stage's output inside a model's folder of an evaluation."""
+    return {n: Path(EVALUATION[n].output) for n in ("generate", "label", "depth", "score")}
 
 
 def load_summary(path: str | Path) -> dict:

@@ -59,6 +59,7 @@ class Stage:
 @dataclass(frozen=True)
 class Pipeline:
     stages: tuple[Stage, ...]
+    recipe_base: type[RecipeBase] = RecipeBase  # the recipe's keys other than the stages' sections
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,7 +73,7 @@ class Pipeline:
                 raise ValueError(f"stage {stage.name!r}: a step reads exactly one stage's shards")
             if late := [n for n in stage.inputs if n not in self.names[:i]]:
                 raise ValueError(f"stage {stage.name!r} reads {late}, which no earlier stage writes")
-            if stage.name in RecipeBase.model_fields:
+            if stage.name in self.recipe_base.model_fields:
                 raise ValueError(f"stage name {stage.name!r} is a recipe key of its own")
 
     def __getitem__(self, name: str) -> Stage:
@@ -82,13 +83,13 @@ class Pipeline:
 
     def with_stage(self, stage: Stage) -> Pipeline:
         """This pipeline with `stage` appended."""
-        return Pipeline((*self.stages, stage))
+        return Pipeline((*self.stages, stage), self.recipe_base)
 
     @cached_property
     def recipe_model(self) -> type[RecipeBase]:
         """The recipe type: the common keys plus one typed section per stage."""
         sections: dict[str, Any] = {s.name: (s.config, Field(default_factory=s.config)) for s in self.stages}
-        return create_model("Recipe", __base__=RecipeBase, __module__=__name__, **sections)
+        return create_model("Recipe", __base__=self.recipe_base, __module__=__name__, **sections)
 
     def load(self, recipe: str | dict | BaseModel, overrides: dict[str, Any] | None = None) -> RecipeBase:
         """A recipe of this pipeline from a name (`flows/recipes/NAME.yaml`), a YAML path or a

@@ -5,7 +5,7 @@ can never drift. `validate` checks a table at a stage boundary and casts it to t
 types (no `large_string` surprises downstream).
 """
 
-from schemas.evaluation import EVAL_SCORES
+from schemas.evaluation import EVAL_DEPTH, EVAL_SCORES, EVAL_SUMMARY
 from schemas.labels import LABELED_TRACES
 from schemas.outputs import CONFIGS, DPO, PRM, SFT
 from schemas.pairs import FRONTIER, PAIRS
@@ -21,6 +21,8 @@ REGISTRY = {
     "pairs": PAIRS,
     "frontier": FRONTIER,
     "eval_scores": EVAL_SCORES,
+    "eval_depth": EVAL_DEPTH,
+    "eval_summary": EVAL_SUMMARY,
     "rejects": REJECTS,
     **{f"config_{name}": features for name, features in CONFIGS.items()},
 }
@@ -28,7 +30,9 @@ REGISTRY = {
 __all__ = [
     "CONFIGS",
     "DPO",
+    "EVAL_DEPTH",
     "EVAL_SCORES",
+    "EVAL_SUMMARY",
     "FRONTIER",
     "LABELED_TRACES",
     "PAIRS",

@@ -18,5 +18,30 @@ EVAL_SCORES = Features(
         "mean_step_confidence": Value("float32"),  # mean over steps of exp(mean token logprob)
         "answer_confidence": Value("float32"),  # exp of the answer span's mean token logprob
         "thinking_tokens": Value("int32"),
+        "deep_thinking_ratio": Value("float32"),  # null: not computed (depth stage off)
+    }
+)
+
+# `eval_depth`: one row per trace, the deep-thinking ratio the `depth` stage read off its model.
+EVAL_DEPTH = Features(
+    {
+        "trace_id": Value("string"),
+        "problem_id": Value("string"),
+        "model": Value("string"),
+        "deep_thinking_ratio": Value("float32"),  # null: no completion tokens
+        "completion_tokens": Value("int32"),
+    }
+)
+
+# `eval_summary`: one row per model and figure of its summary, each with its bootstrap interval
+# (long, so the set of figures can grow without a schema change).
+EVAL_SUMMARY = Features(
+    {
+        "model": Value("string"),
+        "section": Value("string"),  # answers | thinking | first_errors | calibration | depth
+        "metric": Value("string"),  # e.g. pass@1, agreement, table.knows_but_says_otherwise
+        "estimate": Value("float64"),  # null where the figure is undefined
+        "low": Value("float64"),
+        "high": Value("float64"),
     }
 )

@@ -60,6 +60,11 @@ class StageConfig(BaseModel):
         """Purpose -> model role, for the models this configuration makes the stage use."""
         return {}
 
+    def engine_roles(self) -> dict[str, str]:
+        """The part of `roles_used` served by pipeline engines (vLLM, HTTP); a stage that loads a
+        role's weights itself leaves it out, so the flow closes the engines that would crowd it."""
+        return self.roles_used()
+
 
 class ModelStageConfig(StageConfig):
     """The section of a stage that uses models: `PURPOSES` names what it can use them for."""

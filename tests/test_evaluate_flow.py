@@ -13,6 +13,7 @@ from prefect_stack import run_deployment
 from flows.evaluate import EVALUATION, compare, for_model, leaderboard_markdown, load_summary, slug
 from flows.pipeline import PIPELINE
 from schemas import EVAL_SCORES
+from stages.evaluate.results import summary_rows
 
 SMALL = {"problems.limit": 8, "generate.sampling.n": 4, "generate.chunk_size": 4, "score.ks": [1, 4]}
 
@@ -27,6 +28,19 @@ def test_the_evaluation_reuses_the_pipelines_stages():
     assert student.models["generator"].kv_cache_memory_bytes == recipe.models["generator"].kv_cache_memory_bytes
     assert recipe.models["generator"].model == "tiny:teacher"  # the recipe itself is unchanged
     assert slug("Qwen/Qwen3-8B") == "Qwen-Qwen3-8B" and slug("tiny:student") == "tiny-student"
+
+
+def test_summary_rows_flatten_every_interval_of_a_summary():
+    summary = {
+        "answers": {"pass@1": [0.5, 0.4, 0.6]},
+        "thinking": {"table": {"both_right": [0.4, 0.3, 0.5]}, "table_counts": {"both_right": 12}},
+        "overthinking": {"thinking_tokens_right": 80.0},
+    }
+    rows = summary_rows("m", summary)
+    assert [(r["section"], r["metric"], r["estimate"], r["high"]) for r in rows] == [
+        ("answers", "pass@1", 0.5, 0.6),
+        ("thinking", "table.both_right", 0.4, 0.5),
+    ]  # counts and unbootstrapped figures stay in the card, not in the interval table
 
 
 def test_compare_says_which_differences_are_beyond_the_intervals():
@@ -55,5 +69,23 @@ def test_deployment_run_evaluate_demo_scores_two_models(prefect_stack, tmp_path)
         scores = load_dataset("parquet", data_files=str(folder / "eval_scores.parquet"), split="train")
         assert scores.features == EVAL_SCORES and len(scores) == 32
         assert all(r["first_error_source"] == "exact truth" for r in scores)
+        ratios = scores["deep_thinking_ratio"]
+        assert all(0 <= r <= 1 for r in ratios) and len(set(ratios)) > 1  # read off the model, per trace
+        assert summary["depth"]["deep_thinking_ratio"][0] == pytest.approx(sum(ratios) / len(ratios), abs=1e-6)
+    # published like the corpus: two configs `datasets` loads by folder, and a card with the leaderboard
+    summary = load_dataset(str(out / "results"), "summary", split="train")
+    teacher = {r["metric"]: r for r in summary if r["model"] == "tiny:teacher"}
+    assert teacher["pass@1"]["estimate"] == pytest.approx(board["tiny:teacher"]["answers"]["pass@1"][0])
+    assert "table.knows_but_says_otherwise" in teacher and "deep_thinking_ratio" in teacher
+    assert len(load_dataset(str(out / "results"), "scores", split="train")) == 64
+    card = (out / "results" / "README.md").read_text()
+    assert leaderboard_markdown(board) in card and "### `tiny:student`" in card
+    page = (out / "report.html").read_text()  # the inspector, with both models side by side
+    data = json.loads(page.split('id="tm-data">', 1)[1].split("</script>", 1)[0])
+    assert data["meta"]["kind"] == "evaluation" and data["meta"]["total"] == 64
+    assert list(data["evaluation"]["models"]) == ["tiny:teacher", "tiny:student"]
+    pass1 = next(r for r in data["evaluation"]["rows"] if r["metric"] == "pass@1")
+    assert pass1["values"]["tiny:student"] == pytest.approx(board["tiny:student"]["answers"]["pass@1"])
     run = json.loads((Path(out) / "tiny-student" / "run.json").read_text())
     assert run["complete"] and run["stages"]["generate"]["engines_at_start"] == []
+    assert run["stages"]["depth"]["engines_at_start"] == []  # vLLM closed before transformers loads the weights

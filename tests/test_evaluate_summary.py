@@ -78,3 +78,14 @@ def test_overthinking_bins_cover_every_sample():
     o = summarize(TRACES, ks=(1,))["overthinking"]
     assert sum(b["samples"] for b in o["accuracy_by_length"]) == len(TRACES)
     assert o["thinking_tokens_right"] == 20 and o["thinking_tokens_wrong"] == pytest.approx((30 + 10 + 4 * 40) / 6)
+
+
+def test_deep_thinking_ratio_summary_by_hand():
+    # the two right traces think deep (0.6), the wrong ones shallow (0.2); p1-3 has no ratio
+    ratios = {t["trace_id"]: (0.6 if t["final_correct"] else 0.2) for t in TRACES if t["trace_id"] != "p1-3"}
+    d = summarize(TRACES, ks=(1,), ratios=ratios)["depth"]
+    assert d["deep_thinking_ratio"][0] == pytest.approx(((0.6 + 0.6 + 0.2) / 3 + 0.2) / 2)  # mean of problem means
+    assert (d["dtr_right"], d["dtr_wrong"]) == pytest.approx((0.6, 0.2))
+    assert d["dtr_correctness_r"][0] == pytest.approx(1.0)  # correctness is a function of the ratio here
+    assert [(b["samples"], b["accuracy"]) for b in d["accuracy_by_dtr"]] == [(5, 0.0), (2, 1.0)]
+    assert "depth" not in summarize(TRACES, ks=(1,), ratios={t["trace_id"]: None for t in TRACES})

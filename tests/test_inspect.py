@@ -12,19 +12,25 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from synthetic_run import write_synthetic_run  # tests/ is on sys.path (pytest rootdir conftest)
 from websockets.sync.client import connect
 
+from flows.evaluate import report_layout
 from flows.pipeline import PIPELINE
 from stages.configs import ExportConfig, export_configs
+from stages.evaluate.stage import ScoreConfig, score
 from stages.inspect import build_report as build_page
 from stages.inspect import sample
+from stages.jsonable import finite
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
@@ -274,7 +280,33 @@ def test_published_dataset_folder(synthetic, tmp_path, browser):
     assert report.shown == 400 and "dpo" in report.path.read_text()
     browser.open(report.path)
     _check_overview(browser)
-    assert "not available in a published dataset" in browser.js("document.getElementById('meta').textContent")
+    assert "not available in this folder" in browser.js("document.getElementById('meta').textContent")
+    assert not browser.errors, browser.errors
+
+
+def test_evaluation_folder_shows_models_side_by_side(synthetic, tmp_path, browser):
+    """An `evaluate` output (one run folder per model, leaderboard.json): the Evaluation tab."""
+    root, layout = tmp_path / "eval", report_layout()
+    label = PIPELINE.path("label", synthetic)
+    traces = pa.concat_tables([pq.read_table(p) for p in sorted(label.glob("*.parquet"))]).to_pylist()
+    board = {}
+    for model in ("model-a", "model-b"):
+        shutil.copytree(label, root / model / layout["label"])
+        (root / model / "run.json").write_text("{}")
+        board[model] = score(traces, ScoreConfig(exact_truth=False))[1]
+    (root / "leaderboard.json").write_text(json.dumps(finite(board)))
+    report = build_page(root, tmp_path / "eval.html", layout=layout)
+    assert report.total == 2 * len(traces)
+    browser.open(report.path)
+    assert not browser.js("document.getElementById('nav-evaluation').hidden")
+    browser.js("location.hash = 'evaluation'")
+    browser.wait_for("Page.navigatedWithinDocument")
+    assert not browser.js("document.getElementById('tab-evaluation').hidden")
+    header = browser.js("[...document.querySelectorAll('#eval-table th')].map(t => t.textContent)")
+    assert header == ["section", "figure", "model-a", "model-b", "difference"]
+    cells = browser.js("[...document.querySelectorAll('#eval-table tr')].map(r => r.lastChild.textContent)")
+    assert len(cells) > 15 and "intervals overlap" in cells and "beyond the intervals" not in cells  # same data twice
+    assert browser.js("document.querySelectorAll('#eval-models table').length") >= 4
     assert not browser.errors, browser.errors
 
 

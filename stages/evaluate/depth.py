@@ -22,6 +22,8 @@ class DepthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     threshold: float = 0.5  # JSD g (nats) within which a layer agrees with the final one
     depth_fraction: float = 0.85  # rho: a token is deep when it settles at ceil(rho * L) or later
+    # positions read through the unembedding at once: [L, positions, vocab] floats must fit
+    positions_per_pass: int = 128
 
 
 def _decoder_layers(model) -> list[torch.nn.Module]:
@@ -34,22 +36,19 @@ def _decoder_layers(model) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
-def layer_logprobs(model, input_ids: torch.Tensor) -> torch.Tensor:
-    """[L, T, V] next-token log-probabilities read off each layer's output for one sequence
-    (`input_ids` [T]); the last layer's are the model's own."""
+def layer_outputs(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """[L, T, H] every decoder layer's output for one sequence (`input_ids` [T])."""
     outputs: list[torch.Tensor] = []
     hooks = [
         layer.register_forward_hook(lambda _m, _i, out: outputs.append(out[0] if isinstance(out, tuple) else out))
         for layer in _decoder_layers(model)
     ]
     try:
-        model(input_ids=input_ids[None], use_cache=False)
+        model(input_ids=input_ids[None].to(model.device), use_cache=False)
     finally:
         for hook in hooks:
             hook.remove()
-    norm, head = model.model.norm, model.get_output_embeddings()
-    hidden = torch.cat(outputs)  # [L, T, H]
-    return torch.log_softmax(head(norm(hidden)).float(), dim=-1)
+    return torch.cat(outputs)
 
 
 def jensen_shannon(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
@@ -72,7 +71,13 @@ def deep_thinking_ratio(model, prompt_ids: Sequence[int], completion_ids: Sequen
     if not completion_ids:
         return float("nan")
     ids = torch.tensor(list(prompt_ids) + list(completion_ids), dtype=torch.long)
-    logprobs = layer_logprobs(model, ids)[:, len(prompt_ids) - 1 : len(ids) - 1]
-    settle = settling_layers(logprobs, cfg.threshold)
-    deep_from = math.ceil(cfg.depth_fraction * logprobs.shape[0])
+    hidden = layer_outputs(model, ids)[:, len(prompt_ids) - 1 : len(ids) - 1]
+    norm, head = model.model.norm, model.get_output_embeddings()
+    settle = torch.cat(
+        [
+            settling_layers(torch.log_softmax(head(norm(block)).float(), dim=-1), cfg.threshold)
+            for block in hidden.split(cfg.positions_per_pass, dim=1)
+        ]
+    )
+    deep_from = math.ceil(cfg.depth_fraction * hidden.shape[0])
     return float((settle >= deep_from).float().mean())

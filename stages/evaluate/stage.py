@@ -12,7 +12,7 @@ import math
 
 import pyarrow as pa
 
-from schemas import EVAL_SCORES, LABELED_TRACES
+from schemas import EVAL_DEPTH, EVAL_SCORES, LABELED_TRACES
 from stages.base import StageConfig, StageContext
 from stages.evaluate.summary import summarize
 from stages.jsonable import finite
@@ -42,7 +42,7 @@ def _exp(x: float | None) -> float | None:
     return None if x is None else math.exp(x)
 
 
-def score_row(t: dict, first: int | None, source: str) -> dict:
+def score_row(t: dict, first: int | None, source: str, ratio: float | None = None) -> dict:
     confidences = [math.exp(s["mean_logprob"]) for s in t["steps"] if s["mean_logprob"] is not None]
     return {
         **{k: t[k] for k in ("trace_id", "problem_id", "model", "sample_index", "final_answer", "final_correct")},
@@ -54,23 +54,33 @@ def score_row(t: dict, first: int | None, source: str) -> dict:
         "mean_step_confidence": sum(confidences) / len(confidences) if confidences else None,
         "answer_confidence": _exp(t["answer_confidence"]),
         "thinking_tokens": t["thinking_tokens"],
+        "deep_thinking_ratio": ratio,
     }
 
 
-def score(traces: list[dict], cfg: ScoreConfig) -> tuple[list[dict], dict]:
-    """(score rows, summary) of one model's labeled traces."""
+def score(
+    traces: list[dict], cfg: ScoreConfig, ratios: dict[str, float | None] | None = None
+) -> tuple[list[dict], dict]:
+    """(score rows, summary) of one model's labeled traces, with their deep-thinking `ratios`
+    by trace id where the depth stage computed them."""
     truth = exact_first_errors(traces) if cfg.exact_truth else None
     source = "exact truth" if truth is not None else "consensus labels"
-    rows = [score_row(t, truth[t["trace_id"]] if truth else t["first_error"], source) for t in traces]
+    ratios = ratios or {}
+    rows = [
+        score_row(t, truth[t["trace_id"]] if truth else t["first_error"], source, ratios.get(t["trace_id"]))
+        for t in traces
+    ]
     models = sorted({t["model"] for t in traces})
-    return rows, {"models": models, **summarize(traces, tuple(cfg.ks), truth)}
+    return rows, {"models": models, **summarize(traces, tuple(cfg.ks), truth, ratios)}
 
 
 def run_score(ctx: StageContext) -> dict:
     """The evaluation pipeline's `score` stage."""
     tables = [read_table(p, LABELED_TRACES) for p in shard_paths(ctx.inputs["label"])]
     traces = pa.concat_tables(tables).to_pylist() if tables else []
-    rows, summary = score(traces, ctx.config)
+    depth = [read_table(p, EVAL_DEPTH) for p in shard_paths(ctx.inputs["depth"])] if "depth" in ctx.inputs else []
+    ratios = {r["trace_id"]: r["deep_thinking_ratio"] for t in depth for r in t.to_pylist()}
+    rows, summary = score(traces, ctx.config, ratios)
     write_table(to_table(rows, EVAL_SCORES), ctx.output / SCORES, EVAL_SCORES)
     (ctx.output / SUMMARY).write_text(json.dumps(finite(summary), indent=2, allow_nan=False))
     return {"status": "ran", "rows_in": len(traces), "rows_out": len(rows), "summary": str(ctx.output / SUMMARY)}

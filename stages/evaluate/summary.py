@@ -135,28 +135,62 @@ def calibration(problems: list[list[dict]], truth: dict[str, int] | None = None)
     }
 
 
-def overthinking(problems: list[list[dict]], bins: int = 4) -> dict:
-    """Accuracy by thinking-length bin (quantile edges over all samples), and the mean thinking
-    tokens of right and of wrong samples."""
-    traces = [t for g in problems for t in g]
-    lengths = np.asarray([t["thinking_tokens"] for t in traces], dtype=np.float64)
-    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, bins + 1))) if len(lengths) else np.array([])
-    which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, max(len(edges) - 2, 0))
-    right = np.asarray([t["final_correct"] for t in traces], dtype=bool)
-    table = [
+def accuracy_by_bins(values: np.ndarray, right: np.ndarray, bins: int) -> list[dict]:
+    """Accuracy of samples binned by `values` (quantile edges over all samples)."""
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1))) if len(values) else np.array([])
+    which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, max(len(edges) - 2, 0))
+    return [
         {"from": float(edges[b]), "to": float(edges[b + 1]), "samples": int((which == b).sum()),
          "accuracy": float(right[which == b].mean()) if (which == b).any() else math.nan}
         for b in range(max(len(edges) - 1, 0))
     ]  # fmt: skip
+
+
+def overthinking(problems: list[list[dict]], bins: int = 4) -> dict:
+    """Accuracy by thinking-length bin, and the mean thinking tokens of right and of wrong samples."""
+    traces = [t for g in problems for t in g]
+    lengths = np.asarray([t["thinking_tokens"] for t in traces], dtype=np.float64)
+    right = np.asarray([t["final_correct"] for t in traces], dtype=bool)
     return {
-        "accuracy_by_length": table,
+        "accuracy_by_length": accuracy_by_bins(lengths, right, bins),
         "thinking_tokens_right": float(lengths[right].mean()) if right.any() else math.nan,
         "thinking_tokens_wrong": float(lengths[~right].mean()) if (~right).any() else math.nan,
     }
 
 
-def summarize(traces: list[dict], ks: tuple[int, ...] = (1, 4, 8), truth: dict[str, int] | None = None) -> dict:
-    """Every figure of one model's evaluation from its labeled traces."""
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def deep_thinking(problems: list[list[dict]], ratios: dict[str, float | None], bins: int = 4) -> dict:
+    """Deep-thinking ratio (arXiv 2602.13517): its mean per problem, its mean over right and over
+    wrong samples, accuracy by DTR bin, and its correlation with correctness over samples."""
+    pairs = [
+        (np.asarray([ratios[t["trace_id"]] for t in g if ratios.get(t["trace_id"]) is not None]),
+         np.asarray([t["final_correct"] for t in g if ratios.get(t["trace_id"]) is not None], dtype=np.float64))
+        for g in problems
+    ]  # fmt: skip
+    dtr = np.concatenate([x for x, _ in pairs]) if pairs else np.array([])
+    right = np.concatenate([y for _, y in pairs]).astype(bool) if pairs else np.array([], dtype=bool)
+    return {
+        "deep_thinking_ratio": bootstrap_interval([float(x.mean()) if len(x) else math.nan for x, _ in pairs]),
+        "dtr_right": float(dtr[right].mean()) if right.any() else math.nan,
+        "dtr_wrong": float(dtr[~right].mean()) if (~right).any() else math.nan,
+        "accuracy_by_dtr": accuracy_by_bins(dtr, right, bins),
+        "dtr_correctness_r": bootstrap_pooled(pairs, _correlation),
+    }
+
+
+def summarize(
+    traces: list[dict],
+    ks: tuple[int, ...] = (1, 4, 8),
+    truth: dict[str, int] | None = None,
+    ratios: dict[str, float | None] | None = None,
+) -> dict:
+    """Every figure of one model's evaluation from its labeled traces (and deep-thinking
+    `ratios` by trace id, when the depth stage computed them)."""
     problems = by_problem(traces)
     if not problems:
         raise ValueError("no traces to evaluate")
@@ -168,4 +202,7 @@ def summarize(traces: list[dict], ks: tuple[int, ...] = (1, 4, 8), truth: dict[s
         "first_errors": first_errors(problems, truth),
         "calibration": calibration(problems, truth),
         "overthinking": overthinking(problems),
+        **(
+            {"depth": deep_thinking(problems, ratios)} if ratios and any(v is not None for v in ratios.values()) else {}
+        ),
     }

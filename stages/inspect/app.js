@@ -38,7 +38,7 @@
 
   function header() {
     const m = META;
-    $("#meta").textContent = `${m.kind} folder ${m.source} · generated ${m.generated}` + (m.missing.length ? ` · not available in a published dataset: ${m.missing.join(", ")}` : "");
+    $("#meta").textContent = `${m.kind} folder ${m.source} · generated ${m.generated}` + (m.missing.length ? ` · not available in this folder: ${m.missing.join(", ")}` : "");
     $("#statement").textContent = `${m.statement}. ${m.budget}.`;
   }
 
@@ -96,6 +96,33 @@
     Charts.bars(f, [{ label: "agrees", value: th.agrees, color: "#1e8449" }, { label: "disagrees", value: th.disagrees, color: "#c0392b" }, { label: "unknown", value: th.unknown, color: "#999" }],
       { xlabel: "thinking's answer vs final answer", ylabel: "traces" });
     note(`Agreement rate ${pct(th.rate)} of decided traces; ${pct(th.rate_correct)} among correct and ${pct(th.rate_wrong)} among wrong final answers.`);
+  }
+
+  /* ---- evaluation: models side by side ---- */
+  const interval = (v) => (v == null || v[0] == null ? "–" : `${num(v[0])} [${num(v[1])}, ${num(v[2])}]`);
+  function evaluation() {
+    const E = DATA.evaluation;
+    if (!E) return;
+    $("#nav-evaluation").hidden = false;
+    const models = Object.keys(E.models);
+    const differs = (o) => (o == null ? "" : o ? "intervals overlap" : "beyond the intervals");
+    table($("#eval-table"), ["section", "figure", ...models, ...(models.length === 2 ? ["difference"] : [])],
+      E.rows.map((r) => [r.section, r.metric, ...models.map((m) => interval(r.values[m])), ...(models.length === 2 ? [differs(r.overlap)] : [])]));
+    const blocks = models.map((m) => {
+      const s = E.models[m], c = s.table_counts, box = h("div", {}, h("h3", {}, m),
+        h("p", { class: "muted" }, `${num(s.samples)} samples over ${num(s.problems)} problems; first errors from ${s.first_error_source}`));
+      const t2 = h("table", {});
+      table(t2, ["", "answer right", "answer wrong"], [["thinking right", c.both_right, c.knows_but_says_otherwise], ["thinking wrong", c.right_answer_wrong_thinking, c.both_wrong]]);
+      box.append(t2);
+      for (const [label, bins] of [["thinking tokens", s.accuracy_by_length], ["deep-thinking ratio", s.accuracy_by_dtr]]) {
+        if (!bins.length) continue;
+        const tb = h("table", {});
+        table(tb, [label, "samples", "accuracy"], bins.map((b) => [`${num(b.from)}–${num(b.to)}`, b.samples, pct(b.accuracy)]));
+        box.append(h("h3", {}, `accuracy by ${label}`), tb);
+      }
+      return box;
+    });
+    $("#eval-models").replaceChildren(...blocks);
   }
 
   /* ---- trace list ---- */
@@ -176,9 +203,10 @@
   /* ---- routing ---- */
   function route() {
     const hash = decodeURIComponent(location.hash.slice(1));
-    const tab = hash.startsWith("trace") ? "traces" : "overview";
+    const tab = hash.startsWith("trace") ? "traces" : hash === "evaluation" && DATA.evaluation ? "evaluation" : "overview";
     $("#tab-overview").hidden = tab !== "overview";
     $("#tab-traces").hidden = tab !== "traces";
+    $("#tab-evaluation").hidden = tab !== "evaluation";
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.tab === tab);
     if (hash.startsWith("trace=")) {
       const t = BY_ID.get(hash.slice(6));
@@ -189,6 +217,7 @@
 
   header();
   overview();
+  evaluation();
   setupList();
   fillList();
   window.addEventListener("hashchange", route);

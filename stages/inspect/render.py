@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stages.base import StageConfig, StageContext
+from stages.evaluate.results import side_by_side
 from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
 from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces
 from stages.inspect.stats import CONFIDENT, FILTERS, overview
@@ -71,6 +72,7 @@ def collect(
             "confident": CONFIDENT,
         },
         "overview": overview(src, lf),
+        "evaluation": side_by_side(src.evaluation) if src.evaluation else None,
         **data,
     }
 

@@ -29,7 +29,7 @@ class Sources:
     """Shard lists and metadata of one inspected folder."""
 
     root: Path
-    kind: str  # "run" | "dataset"
+    kind: str  # "run" | "dataset" | "evaluation"
     traces: list[Path]
     pairs: list[Path] = field(default_factory=list)
     pairs_format: str = "pairs"  # "pairs" (run's PAIRS shards) | "dpo" (published dpo config)
@@ -38,6 +38,7 @@ class Sources:
     run: dict = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)  # rows per stage folder / published config
     missing: list[str] = field(default_factory=list)  # what this kind of folder cannot show
+    evaluation: dict = field(default_factory=dict)  # an evaluation's leaderboard: model -> summary
 
 
 def _parquet(folder: Path) -> list[Path]:
@@ -61,6 +62,8 @@ def locate(path: Path, layout: dict[str, Path] | None = None) -> Sources:
     otherwise."""
     root = Path(path).resolve()
     layout = {name: Path(folder) for name, folder in (layout or {}).items()}
+    if (root / "leaderboard.json").is_file():
+        return _evaluation(root, layout)
     labeled = layout.get("label")
     if labeled is not None and (labeled.is_dir() or (root / "run.json").is_file()):
         traces = _parquet(labeled)
@@ -85,6 +88,18 @@ def locate(path: Path, layout: dict[str, Path] | None = None) -> Sources:
             missing=["run.json stage stats", "rejects", "frontier decisions", "pairs outside the dpo config"],
         )
     raise ValueError(f"{root}: neither a run folder (labeled traces, run.json) nor a published dataset (data/traces/)")
+
+
+def _evaluation(root: Path, layout: dict[str, Path]) -> Sources:
+    """An `evaluate` flow's output: one run folder per model, `layout` relative to each of them."""
+    board = json.loads((root / "leaderboard.json").read_text())
+    models = sorted(d for d in root.iterdir() if (d / "run.json").is_file())
+    traces = [p for d in models for p in _parquet(d / layout["label"])] if "label" in layout else []
+    if not traces:
+        raise ValueError(f"{root}: an evaluation folder without labeled traces under its models' folders")
+    rows = {f"{d.name}/{name}": _rows(_parquet(d / folder)) for d in models for name, folder in layout.items()}
+    missing = ["pairs", "frontier decisions", "per-stage run statistics (see each model's run.json)"]
+    return Sources(root, "evaluation", traces, rows=rows, missing=missing, evaluation=board)
 
 
 def scan_traces(src: Sources) -> pl.LazyFrame:

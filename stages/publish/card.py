@@ -118,7 +118,7 @@ def front_matter(
     return f"---\n{card.to_yaml()}\n---\n"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
+def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -135,7 +135,7 @@ def configs_section(shards: dict[str, list[ShardInfo]]) -> str:
         (f"`{n}`", sum(s.rows for s in p), len(p), f"{sum(s.file_size for s in p):,}", CONFIG_DOCS.get(n, ""))
         for n, p in shards.items()
     ]
-    return "## Configs\n\n" + _table(("config", "rows", "shards", "Parquet bytes", "contents"), rows)
+    return "## Configs\n\n" + markdown_table(("config", "rows", "shards", "Parquet bytes", "contents"), rows)
 
 
 def provenance_section(meta: dict, traces: TraceStats | pa.Table | None) -> str:
@@ -163,11 +163,13 @@ def counts_section(meta: dict) -> str:
     drops = meta.get("drops") or {}
     parts = ["## Counts"]
     parts.append(
-        _table(("stage", "count"), [(k, _fmt(v)) for k, v in stages.items()]) if stages else "No stage counts recorded."
+        markdown_table(("stage", "count"), [(k, _fmt(v)) for k, v in stages.items()])
+        if stages
+        else "No stage counts recorded."
     )
     parts.append("### Dropped, by reason")
     parts.append(
-        _table(("reason", "dropped"), [(k, _fmt(v)) for k, v in sorted(drops.items())])
+        markdown_table(("reason", "dropped"), [(k, _fmt(v)) for k, v in sorted(drops.items())])
         if drops
         else "No drops recorded."
     )
@@ -194,11 +196,15 @@ def labels_section(traces: TraceStats | pa.Table | None) -> str:
         return "## Labels\n\nNo labeled steps in this release."
     frac = lambda k: f"{steps[k]} ({steps[k] / steps['total']:.1%})"
     rows = [("correct", frac("correct")), ("wrong", frac("wrong")), ("null (dropped or undecided)", frac("null"))]
-    parts = ["## Labels", f"Consensus step labels over {steps['total']} steps:", _table(("label", "steps"), rows)]
+    parts = [
+        "## Labels",
+        f"Consensus step labels over {steps['total']} steps:",
+        markdown_table(("label", "steps"), rows),
+    ]
     if stats["consensus"]:
-        parts += ["Trace consensus status:", _table(("status", "traces"), list(stats["consensus"].items()))]
+        parts += ["Trace consensus status:", markdown_table(("status", "traces"), list(stats["consensus"].items()))]
     if stats["symbolic"]:
-        parts += ["Symbolic checker verdicts:", _table(("verdict", "steps"), list(stats["symbolic"].items()))]
+        parts += ["Symbolic checker verdicts:", markdown_table(("verdict", "steps"), list(stats["symbolic"].items()))]
     return "\n\n".join(parts)
 
 

@@ -1,0 +1,77 @@
+"""The evaluation's `depth` stage: each trace's deep-thinking ratio under the model that wrote it.
+
+The model is the recipe's `generator` role (the one being evaluated), loaded with transformers
+because vLLM does not expose per-layer hidden states: on a GPU when there is one, else on the CPU
+(fine for the tiny reasoner; a 7B model wants a GPU). The trace's own prompt and completion are
+re-tokenized by the model's tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import Field
+
+from schemas import EVAL_DEPTH, LABELED_TRACES
+from stages.base import ModelStageConfig, ShardStage
+from stages.engine import resolve_model
+from stages.evaluate.depth import DepthConfig, deep_thinking_ratio
+
+
+class DeepThinkingConfig(ModelStageConfig):
+    PURPOSES = ("generator",)
+    enabled: bool = True  # off: no model is loaded, every ratio is null
+    depth: DepthConfig = Field(default_factory=DepthConfig)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
+    chunk_size: int = 256
+
+    def purposes_used(self) -> tuple[str, ...]:
+        return self.PURPOSES if self.enabled else ()
+
+    def engine_roles(self) -> dict[str, str]:
+        return {}  # the generator's weights are loaded here, with transformers
+
+
+def load_model(name: str, device: str = "auto", dtype: str = "auto"):
+    """(model, tokenizer) with transformers, in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    torch_dtype = (torch.bfloat16 if device.startswith("cuda") else torch.float32) if dtype == "auto" else dtype
+    path = resolve_model(name)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def depth_row(model, tok, trace: dict, cfg: DepthConfig) -> dict:
+    prompt = tok(trace["prompt"], add_special_tokens=False).input_ids
+    completion = tok(trace["completion"], add_special_tokens=False).input_ids
+    ratio = deep_thinking_ratio(model, prompt, completion, cfg)
+    return {
+        **{k: trace[k] for k in ("trace_id", "problem_id", "model")},
+        "deep_thinking_ratio": None if math.isnan(ratio) else ratio,
+        "completion_tokens": len(completion),
+    }
+
+
+class DeepThinking(ShardStage):
+    name = "depth"
+    in_features = LABELED_TRACES
+    out_features = EVAL_DEPTH
+
+    def setup(self, rank: int) -> None:
+        self.loaded = None
+        if self.cfg.enabled:
+            self.loaded = load_model(self.models["generator"].model, self.cfg.device, self.cfg.dtype)
+
+    def teardown(self) -> None:
+        self.loaded = None
+
+    def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+        if self.loaded is None:
+            return [{**{k: r[k] for k in ("trace_id", "problem_id", "model")}, "deep_thinking_ratio": None,
+                     "completion_tokens": r["thinking_tokens"] + r["answer_tokens"]} for r in rows], []  # fmt: skip
+        model, tok = self.loaded
+        return [depth_row(model, tok, r, self.cfg.depth) for r in rows], []
