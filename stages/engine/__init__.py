@@ -54,8 +54,14 @@ def retain_engines(keep: Iterable[EngineConfig]) -> list[str]:
     """Close every shared engine of this process whose config is not in `keep` (before a stage
     starts engines that those would compete with for memory); returns the models closed."""
     wanted = {c.model_dump_json() for c in keep}
+    doomed = [k for k in _SHARED if k not in wanted]
+    if doomed and any(getattr(engine, "in_process", False) for engine in _SHARED.values()):
+        # shutting one in-process vLLM engine down tears down the process-wide parallel state the
+        # others run on ("pipeline model parallel group is not initialized"): close them all, and
+        # the kept ones start again on their next use
+        doomed = list(_SHARED)
     closed = []
-    for key in [k for k in _SHARED if k not in wanted]:
+    for key in doomed:
         closed.append(EngineConfig.model_validate_json(key).model)
         _SHARED.pop(key).close()
     return closed

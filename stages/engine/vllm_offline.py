@@ -36,6 +36,7 @@ class VLLMEngine:
         cpu = current_platform.is_cpu()
         in_process = cpu if config.in_process is None else config.in_process
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+        self.in_process = in_process  # its engine core shares this process's parallel state
         utilization = config.gpu_memory_utilization or (0.2 if cpu else 0.9)
         kv_bytes = config.kv_cache_memory_bytes
         if kv_bytes is None and cpu and in_process:
