@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import random
-import re
 import time
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from infra.tiny_reasoner.judge_data import drill_example, judge_example
 from infra.tiny_reasoner.tokenizer import build_tokenizer
+from stages.answers import extract_answer, split_thinking
 from stages.label.judge_format import judge_prompt, parse_verdict
-from stages.problems.arithmetic import generate, render_completion, trace_paragraphs
+from stages.problems.arithmetic import generate, render_completion, solution_steps, trace_paragraphs
 
 # One run trains the teacher; the student is the same run's snapshot taken when its sampled
 # accuracy first reaches the student target (a weaker model of the same family, as a smaller or
@@ -33,7 +33,6 @@ JUDGE_SHARE = 0.25
 TARGETS = {"student": 0.30, "teacher": 0.66}
 MINUTES = 28
 HERE = Path(__file__).parent
-BOXED = re.compile(r"\\boxed\{(-?\d+)\}")
 
 
 def _cpu_has_bf16() -> bool:
@@ -50,6 +49,19 @@ def autocast():
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=_cpu_has_bf16())
 
 
+def misaligned_answer(problem, rng: random.Random) -> int:
+    """An answer line that contradicts the thinking's conclusion the way real models' do: an
+    off-by-one, the digits swapped, or an intermediate value stated as final."""
+    concluded = problem.answer
+    kind = rng.choice(("off_by_one", "digit_swap", "intermediate"))
+    if kind == "digit_swap" and concluded >= 10 and concluded % 10 != concluded // 10:
+        return int(str(concluded)[::-1])
+    earlier = [c for *_, c in solution_steps(problem.tree)[:-1] if c != concluded]
+    if kind == "intermediate" and earlier:
+        return rng.choice(earlier)
+    return concluded + rng.choice((-1, 1))
+
+
 def examples(
     seed: int,
     judge_share: float,
@@ -57,9 +69,11 @@ def examples(
     drill_share: float = 0.0,
     judge_format: str = "recompute",
     p_slip: float = 0.5,
+    p_misalign: float = 0.0,
 ):
     """Batches of one task each (judge examples are longer, mixing them wastes padding): judge tasks
-    (`judge_share`), judge drills (`drill_share`), else generation traces."""
+    (`judge_share`), judge drills (`drill_share`), else generation traces, a `p_misalign` share of
+    them answering something other than what their thinking concluded."""
     rng = random.Random(seed)
     problems = list(generate("train", 20_000, seed=seed))
     while True:
@@ -74,7 +88,8 @@ def examples(
                 prompt, completion = judge_example(p, rng, judge_format, p_slip)
             else:
                 paragraphs = trace_paragraphs(p, rng, p_check=0.1, p_fix=0.05)
-                prompt, completion = p.text, render_completion(paragraphs, str(p.answer))
+                answer = misaligned_answer(p, rng) if rng.random() < p_misalign else p.answer
+                prompt, completion = p.text, render_completion(paragraphs, str(answer))
             if len(prompt) + len(completion) < 480:  # char-level: one token per character
                 batch.append((prompt, completion))
         yield batch
@@ -94,9 +109,14 @@ def encode_batch(tok, pairs):
     return x, y, (x != pad).long()
 
 
-@torch.no_grad()
 def sampled_accuracy(model, tok, n: int = 160, seed: int = 1) -> float:
-    """Final-answer accuracy at temperature 1.0 on held-out `eval` problems."""
+    return sampled_answers(model, tok, n, seed)["sampled_accuracy"]
+
+
+@torch.no_grad()
+def sampled_answers(model, tok, n: int = 160, seed: int = 1) -> dict:
+    """Final-answer accuracy and thinking-answer agreement at temperature 1.0 on held-out `eval`
+    problems (the pipeline's definitions of both answers)."""
     model.eval()
     torch.manual_seed(seed)
     problems = list(generate("eval", n, seed=0))
@@ -115,11 +135,13 @@ def sampled_accuracy(model, tok, n: int = 160, seed: int = 1) -> float:
         )
     texts = tok.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
     model.train()
-    hits = 0
+    hits = agree = 0
     for p, t in zip(problems, texts):
-        m = BOXED.findall(t.rsplit("</think>", 1)[-1])
-        hits += bool(m) and m[-1] == str(p.answer)
-    return hits / n
+        split = split_thinking(t)
+        final = extract_answer(split.answer)
+        hits += final == str(p.answer)
+        agree += final is not None and final == extract_answer(split.thinking)
+    return {"sampled_accuracy": hits / n, "sampled_agreement": agree / n}
 
 
 @torch.no_grad()
