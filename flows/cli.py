@@ -80,6 +80,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from stages.train import TrainConfig, train
+
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
+    result = train(TrainConfig(**given), args.out)
+    print(f"thoughtmill: {args.method} on {result['rows']} rows, {result['steps']} steps, loss "
+          f"{result['training_loss']:.4f} in {result['seconds']}s; checkpoint {result['path']}")  # fmt: skip
+    return 0
+
+
+def _improve(args: argparse.Namespace) -> int:
+    from flows.improve import improve
+    from flows.recipe import parse_overrides
+
+    record = improve(args.recipe, args.out, parse_overrides(args.set))
+    for row in record["rounds"]:
+        figures = ", ".join(f"{k} {v[0]:.3f}" for k, v in row["eval"].items() if v[0] is not None)
+        print(f"round {row['round']}: {row['policy']}: {figures}")
+    print(f"thoughtmill: improve record {record['out']}/improve.json; final policy {record['policy']}")
+    return 0
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from flows.pipeline import load_pipeline
 
@@ -113,6 +135,10 @@ def _bench(args: argparse.Namespace) -> int:
 
         sizes = [int(x) for x in args.load_sizes.split(",") if x.strip()]
         bench_reliability(traces=args.traces, kills=args.kills, load_sizes=sizes)
+    elif args.what == "loop":
+        from flows.bench.loop import main as bench_loop
+
+        bench_loop()
     elif args.what == "label":
         from flows.bench.label import main as bench_label
 
@@ -142,6 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     ev_.set_defaults(func=_eval)
 
+    tr = sub.add_parser("train", help="fine-tune a model on a published dataset with TRL (sft, dpo or prm)")
+    tr.add_argument("method", choices=["sft", "dpo", "prm"])
+    tr.add_argument("--dataset", required=True, help="a published dataset folder or a Hub repo id")
+    tr.add_argument("--model", help="the base model (default tiny:student)")
+    tr.add_argument("--out", required=True, help="the checkpoint folder to write")
+    tr.add_argument("--revision", help="Hub revision of the dataset")
+    tr.add_argument("--kinds", type=lambda s: [k for k in s.split(",") if k], help="dpo: pair kinds, comma-separated")
+    tr.add_argument("--max-steps", type=int)
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--learning-rate", type=float)
+    tr.add_argument("--beta", type=float)
+    tr.add_argument("--max-length", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.set_defaults(func=_train)
+
+    imp = sub.add_parser("improve", help="rounds of curate -> train -> evaluate (the improve flow)")
+    imp.add_argument("--recipe", default="improve-demo", help="an improve recipe name or YAML path")
+    imp.add_argument("--out", help="output root (default: out/<recipe name>)")
+    imp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    imp.set_defaults(func=_improve)
+
     pipe = sub.add_parser("pipeline", help="print the pipeline's stages: what each reads, writes and uses")
     pipe.add_argument("--pipeline", default="flows.pipeline:PIPELINE", help="module:attribute of a Pipeline")
     pipe.set_defaults(func=_pipeline)
@@ -160,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
-    bench.add_argument("what", choices=["generate", "label", "publish", "reliability"])
+    bench.add_argument("what", choices=["generate", "label", "loop", "publish", "reliability"])
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--traces", type=int, default=60_000, help="reliability: synthetic traces for the kill runs")
     bench.add_argument("--kills", type=int, default=5, help="reliability: SIGKILLs per stage")
