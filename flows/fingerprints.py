@@ -4,7 +4,9 @@ A stage's fingerprint hashes its recipe section, the engine configs of the model
 the fingerprints of the stages it reads from, and its code: the syntax trees of its own modules
 and of every project module they import, transitively. Changed stage code thus recomputes the
 stage and everything downstream, while a comment or formatting change does not (comments and
-layout are not in the tree). Library versions (vLLM, torch) are not hashed.
+layout are not in the tree). A role whose model is a local checkpoint folder adds the size and
+modification time of its weight files, so a checkpoint retrained at the same path (the `improve`
+loop's) recomputes what it made. Library versions (vLLM, torch) are not hashed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ PACKAGES = ("flows", "stages", "schemas", "infra")  # the project's own top-leve
 
 def digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_stamp(model: str) -> str | None:
+    """(name, size, mtime) of a local checkpoint folder's weight files, hashed; None for a model
+    named by Hub id. Content hashes would read every byte of a 7B checkpoint on every run."""
+    from stages.engine import resolve_model
+
+    folder = Path(resolve_model(model))
+    if not folder.is_dir():
+        return None
+    files = sorted(f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".pt"))
+    return digest([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
 
 
 def _source(module: str) -> Path | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
-from flows.fingerprints import code_hash, digest
+from flows.fingerprints import code_hash, digest, weights_stamp
 from flows.recipe import RecipeBase, load_tree
 from stages.base import ShardStage, StageConfig, StageContext
 from stages.configs import ExportConfig, run_export
@@ -117,11 +117,15 @@ class Pipeline:
 
     def fingerprints(self, recipe: RecipeBase) -> dict[str, str]:
         """Per stage: a hash of its code, its recipe section, the engine configs of the roles it
-        uses and the fingerprints of the stages it reads (`flows/fingerprints.py`)."""
+        uses (with their local weights' stamps) and the fingerprints of the stages it reads
+        (`flows/fingerprints.py`)."""
         out: dict[str, str] = {}
         for s in self.stages:
             section = getattr(recipe, s.name)
-            models = {p: m.model_dump(mode="json") for p, m in recipe.models_for(section).items()}
+            models = {
+                p: {**m.model_dump(mode="json"), "weights": weights_stamp(m.model)}
+                for p, m in recipe.models_for(section).items()
+            }
             upstream = [out[n] for n in s.inputs]
             out[s.name] = digest(code_hash(s.modules), section.model_dump(mode="json"), models, upstream)
         return out

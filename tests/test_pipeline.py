@@ -43,6 +43,21 @@ def test_overriding_one_role_changes_exactly_that_role():
     assert recipe.models_for(recipe.generate) == {"generator": base.models["generator"]}
 
 
+def test_a_checkpoint_retrained_at_the_same_path_recomputes_what_it_made(tmp_path):
+    """The improve loop writes each round's policy to a fixed path: retraining it must not let a
+    re-run reuse the traces the old weights sampled."""
+    checkpoint = tmp_path / "policy"
+    shutil.copytree(ROOT / "infra" / "tiny_reasoner" / "student", checkpoint)
+    recipe = load_recipe("demo", {"models.generator.model": str(checkpoint)})
+    before = PIPELINE.fingerprints(recipe)
+    weights = checkpoint / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))  # rewritten
+    after = PIPELINE.fingerprints(recipe)
+    changed = [name for name in PIPELINE.names if before[name] != after[name]]
+    assert changed[:2] == ["generate", "label"] and "problems" not in changed
+    assert PIPELINE.fingerprints(load_recipe("demo")) == PIPELINE.fingerprints(load_recipe("demo"))
+
+
 def test_a_role_a_stage_uses_must_be_named_there_is_no_default_model():
     tree = json.loads(json.dumps(load_recipe("demo").model_dump(mode="json")))
     del tree["models"]["judge"]
