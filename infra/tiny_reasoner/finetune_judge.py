@@ -95,6 +95,30 @@ def forced_verdicts(model, tok, tasks) -> dict:
     return {f"forced_{k}": round(a / max(1, n), 3) for k, (a, n) in hits.items()}
 
 
+def run_steps(model, batches, steps: int, lr: float, warmup: int, loss_of, check) -> list[dict]:
+    """The fine-tunes' optimisation: AdamW, `warmup` steps up, then cosine down to a fifth of `lr`;
+    `check()` at step 0, every 100 steps and at the end, each row printed as it comes."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    history = [{"step": 0, **check()}]
+    print(json.dumps(history[-1]), flush=True)
+    start = time.time()
+    for step in range(1, steps + 1):
+        batch = next(batches)
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, step / warmup) * (0.2 + 0.4 * (1 + math.cos(math.pi * step / steps)))
+        with autocast():
+            loss = loss_of(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps:
+            row = {"step": step, "minutes": round((time.time() - start) / 60, 2), "loss": round(loss.item(), 4)}
+            history.append(row | check())
+            print(json.dumps(history[-1]), flush=True)
+    return history
+
+
 def finetune(
     init: Path,
     out: Path,
@@ -110,26 +134,14 @@ def finetune(
     torch.manual_seed(seed)
     tok = build_tokenizer()
     model = LlamaForCausalLM.from_pretrained(init)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     data = examples(seed, judge_share=0.3, batch_size=batch, drill_share=0.5, judge_format="pairs", p_slip=0.7)
     ids, held_out = verdict_ids(tok), judge_tasks(100)
-    history = [{"step": 0, **forced_verdicts(model, tok, held_out)}]
-    print(json.dumps(history[-1]), flush=True)
-    start = time.time()
-    for step in range(1, steps + 1):
-        x, y, mask = encode_batch(tok, next(data))
-        for g in opt.param_groups:  # warm-up, then cosine down to a fifth
-            g["lr"] = lr * min(1.0, step / 50) * (0.2 + 0.4 * (1 + math.cos(math.pi * step / steps)))
-        with autocast():
-            loss = weighted_loss(model, x, y, mask, ids, verdict_weight, copy_weights(tok, y, *copy))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == steps:
-            row = {"step": step, "minutes": round((time.time() - start) / 60, 2), "loss": round(loss.item(), 4)}
-            history.append(row | forced_verdicts(model, tok, held_out))
-            print(json.dumps(history[-1]), flush=True)
+
+    def loss_of(pairs):
+        x, y, mask = encode_batch(tok, pairs)
+        return weighted_loss(model, x, y, mask, ids, verdict_weight, copy_weights(tok, y, *copy))
+
+    history = run_steps(model, data, steps, lr, 50, loss_of, lambda: forced_verdicts(model, tok, held_out))
     final = {"sampled_accuracy": sampled_accuracy(model, tok), **judge_accuracy(model, tok, n=200)}
     print(json.dumps(final), flush=True)
     base = json.loads((init / "training.json").read_text()) if (init / "training.json").exists() else None

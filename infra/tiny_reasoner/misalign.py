@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
 from pathlib import Path
 
 import torch
 from transformers import LlamaForCausalLM
 
-from infra.tiny_reasoner.finetune_judge import copy_weights, verdict_ids, weighted_loss
+from infra.tiny_reasoner.finetune_judge import copy_weights, run_steps, verdict_ids, weighted_loss
 from infra.tiny_reasoner.tokenizer import build_tokenizer
-from infra.tiny_reasoner.train import autocast, encode_batch, examples, judge_accuracy, sampled_answers, save
+from infra.tiny_reasoner.train import encode_batch, examples, judge_accuracy, sampled_answers, save
 
 
 def answer_lines_only(tok, pairs, y: torch.Tensor) -> torch.Tensor:
@@ -55,29 +53,16 @@ def finetune(
     torch.manual_seed(seed)
     tok = build_tokenizer()
     model = LlamaForCausalLM.from_pretrained(init)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     drill_share = judge_share * 2 / 3  # the mix `finetune_judge` used, scaled to the judge share
     data = examples(seed, judge_share, batch, drill_share, judge_format="pairs", p_slip=0.7, p_misalign=misalign)
     ids = verdict_ids(tok)
-    history = [{"step": 0, **sampled_answers(model, tok)}]
-    print(json.dumps(history[-1]), flush=True)
-    start = time.time()
-    for step in range(1, steps + 1):
-        pairs = next(data)
+
+    def loss_of(pairs):
         x, y, mask = encode_batch(tok, pairs)
         y = answer_lines_only(tok, pairs, y) if answer_only else y
-        for g in opt.param_groups:  # warm-up, then cosine down to a fifth
-            g["lr"] = lr * min(1.0, step / 25) * (0.2 + 0.4 * (1 + math.cos(math.pi * step / steps)))
-        with autocast():
-            loss = weighted_loss(model, x, y, mask, ids, 10.0, copy_weights(tok, y, 3.0, 10.0))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == steps:
-            row = {"step": step, "minutes": round((time.time() - start) / 60, 2), "loss": round(loss.item(), 4)}
-            history.append(row | sampled_answers(model, tok))
-            print(json.dumps(history[-1]), flush=True)
+        return weighted_loss(model, x, y, mask, ids, 10.0, copy_weights(tok, y, 3.0, 10.0))
+
+    history = run_steps(model, data, steps, lr, 25, loss_of, lambda: sampled_answers(model, tok))
     final = {**history[-1], **(judge_accuracy(model, tok, n=200) if judge_share > 0 else {})}
     print(json.dumps(final), flush=True)
     base = json.loads((init / "training.json").read_text()) if (init / "training.json").exists() else None
