@@ -6,14 +6,17 @@ Teacher data: the curate pipeline (recipe `demo`: the tiny teacher generates, la
 bootstrap 95% interval over problems. Settings, seeds and splits are fixed here before any run.
 
 - `base`: the tiny student as shipped;
-- `sft-naive`: SFT on every teacher trace whose final answer verifies (no step labels, no frontier);
+- `sft-all`: SFT on every teacher trace (the naive baseline);
+- `sft-verified`: SFT on the teacher traces whose final answer verifies (rejection sampling);
 - `sft-curated`: SFT on the published `sft` config (correct, thinking agrees with the answer,
-  flawless by consensus, within the student's frontier); both SFT sets are cut (seeded) to the
-  same budget of teacher completion tokens, the smaller one's;
-- from `sft-curated`, the `improve` loop's round: that policy samples and the pipeline curates its
-  traces (the teacher judges), then DPO on its step-confidence pairs (`caspo-1`; CASPO), on its
-  fidelity pairs (`fidelity`), on its RLSF trace pairs (`rlsf`); and a second round from `caspo-1`
-  (`caspo-2`).
+  flawless by consensus, within the student's frontier); the three SFT sets are cut (seeded) to
+  the same budget of teacher completion tokens, the smallest one's;
+- from `sft-curated`, the `improve` loop's round: that policy samples in `policy_roles` and the
+  pipeline curates its traces (the teacher judges), then DPO on its step-confidence pairs
+  (`caspo-1`; CASPO), on its fidelity pairs (`fidelity`), on its RLSF trace pairs (`rlsf`); and a
+  second round from `caspo-1` (`caspo-2`).
+
+The first run's settings (`TRY_1`) and figures are in the README beside the current defaults.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from flows.curate import curate
 from flows.evaluate import evaluate
 from flows.improve import ImproveRecipe, curate_overrides
 from schemas import SFT
+from stages.answers import split_thinking
 from stages.configs import sft_row
 from stages.evaluate.results import compare, leaderboard_markdown
+from stages.problems.arithmetic_truth import problem_step_truth
 from stages.publish.stage import PublishConfig, publish
 from stages.shards import to_table
 from stages.train import TrainConfig, train
@@ -43,7 +48,14 @@ class LoopBench(BaseModel):
     eval_problems: int = 200
     eval_samples: int = 4
     sft: dict = {"method": "sft", "epochs": 2, "learning_rate": 2e-4, "batch_size": 16, "seed": 0}
-    dpo: dict = {"method": "dpo", "epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "beta": 0.1, "seed": 0}
+    dpo: dict = {"method": "dpo", "epochs": 1, "learning_rate": 1e-5, "batch_size": 8, "beta": 0.1, "seed": 0}
+    # the teacher completes the rollouts that label the policy's steps: the policy's own (44% accurate)
+    # made the first run's step pairs noisy
+    policy_roles: list[str] = ["generator", "student"]
+
+
+# The first run: DPO at 5e-5 with the policy also completing its own rollouts.
+TRY_1 = LoopBench(dpo={**LoopBench().dpo, "learning_rate": 5e-5}, policy_roles=["generator", "completer", "student"])
 
 
 def sft_set(rows: list[dict], budget: int, seed: int) -> tuple[list[dict], int]:
@@ -61,6 +73,32 @@ def sft_set(rows: list[dict], budget: int, seed: int) -> tuple[list[dict], int]:
     return kept, used
 
 
+def step_pair_quality(dataset: str | Path) -> dict:
+    """How often a published step pair's chosen step is right and its rejected step wrong by exact
+    arithmetic truth (the pair's last step: its thinking's last paragraph)."""
+
+    def right(problem: str, text: str) -> bool | None:
+        steps = [p.strip() for p in split_thinking(text).thinking.split("\n\n") if p.strip()]
+        truth = problem_step_truth(problem, steps)
+        return truth[-1] if truth else None
+
+    rows = pl.read_parquet(Path(dataset) / "data" / "dpo" / "*.parquet").filter(pl.col("kind") == "step")
+    judged = [
+        (right(r["prompt"][-1]["content"], r["chosen"][-1]["content"]),
+         right(r["prompt"][-1]["content"], r["rejected"][-1]["content"]))
+        for r in rows.to_dicts()
+    ]  # fmt: skip
+    known = [(c, w) for c, w in judged if c is not None and w is not None]
+    share = lambda test: round(sum(map(test, known)) / len(known), 3) if known else None  # noqa: E731
+    return {
+        "pairs": len(judged),
+        "chosen_right": share(lambda cw: cw[0]),
+        "rejected_wrong": share(lambda cw: not cw[1]),
+        "ordered_right": share(lambda cw: cw[0] and not cw[1]),
+        "reversed": share(lambda cw: not cw[0] and cw[1]),
+    }
+
+
 def _publish_sft(rows: list[dict], root: Path, name: str) -> str:
     return publish({"sft": to_table(rows, SFT)}, {"name": name}, PublishConfig(path=name, default_config="sft"), root)[
         "path"
@@ -68,29 +106,36 @@ def _publish_sft(rows: list[dict], root: Path, name: str) -> str:
 
 
 def main(out: str = "out/bench-loop", cfg: LoopBench | None = None) -> dict:
+    """Run every arm under `out` (a re-run reuses the teacher's curation; arms are trained again)."""
     cfg, root, start = cfg or LoopBench(), Path(out).resolve(), time.time()
     root.mkdir(parents=True, exist_ok=True)
-    loop = ImproveRecipe(name="bench-loop", curate_overrides={"problems.split": "train",
+    loop = ImproveRecipe(name="bench-loop", policy_roles=cfg.policy_roles, curate_overrides={"problems.split": "train",
                          "problems.limit": cfg.train_problems, "generate.sampling.n": cfg.samples})  # fmt: skip
     teacher = curate("demo", str(root / "teacher"), loop.curate_overrides)
     dataset = Path(teacher["stages"]["publish"]["path"])
 
     traces = pl.read_parquet(dataset / "data" / "traces" / "*.parquet").to_dicts()
-    naive_all = [sft_row(t, "inline") for t in traces if t["final_correct"]]
-    curated_all = pl.read_parquet(dataset / "data" / "sft" / "*.parquet").to_dicts()
-    budget = min(sum(len(r["messages"][-1]["content"]) for r in rs) for rs in (naive_all, curated_all))
+    sets = {
+        "sft-all": [sft_row(t, "inline") for t in traces],
+        "sft-verified": [sft_row(t, "inline") for t in traces if t["final_correct"]],
+        "sft-curated": pl.read_parquet(dataset / "data" / "sft" / "*.parquet").to_dicts(),
+    }
+    budget = min(sum(len(r["messages"][-1]["content"]) for r in rs) for rs in sets.values())
     data = {}
-    for name, rows in (("sft-naive", naive_all), ("sft-curated", curated_all)):
+    for name, rows in sets.items():
         kept, tokens = sft_set(rows, budget, seed=0)
         data[name] = {"rows": len(kept), "of": len(rows), "teacher_tokens": tokens,
                       "dataset": _publish_sft(kept, root / "data", name)}  # fmt: skip
 
     arms = {"base": {"model": "tiny:student"}}
-    for name in ("sft-naive", "sft-curated"):
+    for name in sets:
         arms[name] = train(TrainConfig(**cfg.sft, dataset=data[name]["dataset"]), root / "arms" / name)
+
+    quality = {"teacher": step_pair_quality(dataset)}
 
     def dpo_round(policy: str, folder: str, kinds: dict[str, list[str]]) -> None:
         run = curate("demo", str(root / folder), curate_overrides(loop, policy))
+        quality[folder] = step_pair_quality(run["stages"]["publish"]["path"])
         for arm, kind in kinds.items():
             train_cfg = TrainConfig(**cfg.dpo, model=policy, dataset=run["stages"]["publish"]["path"], kinds=kind)
             try:
@@ -111,8 +156,9 @@ def main(out: str = "out/bench-loop", cfg: LoopBench | None = None) -> dict:
     }
     board = evaluate("eval-demo", list(models.values()), str(root / "eval"), over)
     by_arm = {name: board[model] for name, model in models.items()}
-    versus = {name: compare(by_arm["sft-naive"], s) for name, s in by_arm.items() if name != "sft-naive"}
+    versus = {name: compare(by_arm["sft-all"], s) for name, s in by_arm.items() if name != "sft-all"}
     result = {"settings": cfg.model_dump(), "data": data, "arms": arms, "summaries": by_arm, "versus_naive": versus,
+              "step_pair_quality": quality,
               "minutes": round((time.time() - start) / 60, 1)}  # fmt: skip
     (root / "loop.json").write_text(json.dumps(result, indent=2, default=str))
     print(report(result))
@@ -131,7 +177,11 @@ def report(result: dict) -> str:
             lines.append(f"- {name}: {how}, loss {a['training_loss']:.4f}")
         elif "error" in a:
             lines.append(f"- {name}: not trained ({a['error']})")
-    lines += ["", "Against sft-naive (B - A; beyond = the intervals do not overlap):"]
+    lines += ["", "Step pairs against exact truth (share of pairs: chosen step right, rejected wrong, both, reversed):"]
+    for folder, q in result["step_pair_quality"].items():
+        lines.append(f"- {folder}: {q['pairs']} pairs; chosen right {q['chosen_right']}, rejected wrong "
+                     f"{q['rejected_wrong']}, both {q['ordered_right']}, reversed {q['reversed']}")  # fmt: skip
+    lines += ["", "Against sft-all, the naive baseline (B - A; beyond = the intervals do not overlap):"]
     for name, rows in result["versus_naive"].items():
         beyond = [f"{r['metric']} {r['delta']:+.3f}" for r in rows if r["overlap"] is False]
         lines.append(f"- {name}: " + (", ".join(beyond) if beyond else "no difference beyond the intervals"))

@@ -35,6 +35,10 @@ class TrainConfig(BaseModel):
     batch_size: int = 8
     learning_rate: float = 1e-4
     beta: float = 0.1  # dpo: strength of the pull towards the reference model
+    # dpo: TRL's loss types, combined with `loss_weights` (["sigmoid", "sft"]: DPO plus the chosen
+    # side's likelihood, as RPO does, against DPO lowering both sides' likelihood)
+    loss_type: list[str] = ["sigmoid"]
+    loss_weights: list[float] | None = None
     max_length: int = 512
     seed: int = 0
 
@@ -100,7 +104,8 @@ def _trainer(cfg: TrainConfig, rows, out: Path):
     if cfg.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(**common, max_length=cfg.max_length, beta=cfg.beta)
+        losses = dict(loss_type=cfg.loss_type, loss_weights=cfg.loss_weights)
+        args = DPOConfig(**common, max_length=cfg.max_length, beta=cfg.beta, **losses)
         model = AutoModelForCausalLM.from_pretrained(base)
         return DPOTrainer(model=model, args=args, train_dataset=rows, processing_class=tok), tok
     from trl.experimental.prm import PRMConfig, PRMTrainer
