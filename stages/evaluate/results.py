@@ -12,11 +12,9 @@ import math
 from pathlib import Path
 
 from schemas import EVAL_SCORES, EVAL_SUMMARY
-from stages.paths import inside_root, replaceable
 from stages.publish.card import front_matter, markdown_table
-from stages.publish.hub import publish_hub, publish_local
 from stages.publish.shards import write_config_shards
-from stages.publish.stage import PublishConfig
+from stages.publish.stage import PublishConfig, publish_folder
 from stages.secrets import scrub
 from stages.shards import to_table
 
@@ -138,10 +136,6 @@ def publish_results(
     board: dict[str, dict], score_files: list[Path], meta: dict, cfg: PublishConfig, root: Path
 ) -> dict:
     """Publish the evaluation under `root/cfg.path` (and to the Hub for target `hub`)."""
-    if cfg.target == "hub" and not cfg.repo_id:
-        raise ValueError("results target 'hub' needs repo_id")
-    dest = inside_root(Path(root), cfg.path, "results.path")
-    replaceable(dest, {"README.md", "data"}, "results.path", cfg.path)
     summary = to_table([r for m, s in board.items() for r in summary_rows(m, s)], EVAL_SUMMARY)
 
     def build(folder: Path) -> dict:
@@ -152,12 +146,8 @@ def publish_results(
         (folder / "README.md").write_text(results_card(board, shards, meta, cfg.repo_id), encoding="utf-8")
         return {name: sum(s.rows for s in parts) for name, parts in shards.items()}
 
-    result = {"target": cfg.target, "path": str(dest.resolve()), "rows": publish_local(build, dest)}
-    if cfg.target == "hub":
-        hub = publish_hub(dest, cfg.repo_id, private=cfg.private, create_pr=cfg.create_pr,
-                          revision=cfg.revision, tag=cfg.tag)  # fmt: skip
-        result |= {"repo_id": cfg.repo_id, "hub": hub}
-    return result
+    result = publish_folder(build, cfg, root, {"README.md", "data"})
+    return {**result, "rows": result.pop("built")}
 
 
 def side_by_side(board: dict[str, dict]) -> dict:

@@ -11,8 +11,9 @@ does not grow with the corpus. The dataset is always assembled locally first, at
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
@@ -25,6 +26,8 @@ from stages.publish.figures import STATS_COLUMNS, TraceStats, write_figures
 from stages.publish.hub import publish_hub, publish_local
 from stages.publish.shards import MAX_SHARD_BYTES, ROW_GROUP_BYTES, ShardInfo, write_config_shards
 from stages.shards import row_count, shard_paths
+
+T = TypeVar("T")
 
 
 class PublishConfig(StageConfig):
@@ -101,15 +104,15 @@ def build(folder: Path, inputs: dict[str, Path], metadata: dict, cfg: PublishCon
     return {name: _summary(parts) for name, parts in shards.items()} | {name: {"skipped": "no rows"} for name in empty}
 
 
-def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_root: Path) -> dict:
-    """Publish the configs in `inputs` (config name -> shard folder, file or table) to `cfg`'s target."""
+def publish_folder(build_fn: Callable[[Path], T], cfg: PublishConfig, out_root: Path, owns: set[str]) -> dict:
+    """Build a dataset with `build_fn(folder)` and swap it in at `cfg.path` under `out_root` (which
+    may hold only the names in `owns`: the swap deletes them), then commit it to the Hub when the
+    target says so. Returns where it went and `build_fn`'s result under `built`."""
     if cfg.target == "hub" and not cfg.repo_id:
         raise ValueError("publish target 'hub' needs repo_id")
     dest = inside_root(Path(out_root), cfg.path, "publish.path")
-    # the swap below deletes what `dest` held: only an earlier published dataset may be there
-    replaceable(dest, {"README.md", "data", "figures"}, "publish.path", cfg.path)
-    configs = publish_local(lambda folder: build(folder, inputs, metadata, cfg), dest)
-    result = {"target": cfg.target, "path": str(dest.resolve()), "configs": configs}
+    replaceable(dest, owns, "publish.path", cfg.path)
+    result = {"target": cfg.target, "path": str(dest.resolve()), "built": publish_local(build_fn, dest)}
     if cfg.target == "hub":
         hub = publish_hub(
             dest,
@@ -121,6 +124,13 @@ def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_roo
         )
         result |= {"repo_id": cfg.repo_id, "hub": hub}
     return result
+
+
+def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_root: Path) -> dict:
+    """Publish the configs in `inputs` (config name -> shard folder, file or table) to `cfg`'s target."""
+    build_fn = lambda folder: build(folder, inputs, metadata, cfg)  # noqa: E731
+    result = publish_folder(build_fn, cfg, out_root, {"README.md", "data", "figures"})
+    return {**result, "configs": result.pop("built")}
 
 
 def run_publish(ctx: StageContext) -> dict:
