@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.curate import curate
-from flows.evaluate import evaluate, slug
+from flows.evaluate import evaluate
 from flows.recipe import load_tree
 from stages.evaluate.results import HEADLINE, metric
 from stages.train import TrainConfig, train
@@ -99,4 +99,4 @@ def improve(
     return record
 
 
-__all__ = ["ImproveRecipe", "improve", "load_improve", "slug"]
+__all__ = ["ImproveRecipe", "curate_overrides", "improve", "load_improve"]
