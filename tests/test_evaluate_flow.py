@@ -89,3 +89,15 @@ def test_deployment_run_evaluate_demo_scores_two_models(prefect_stack, tmp_path)
     run = json.loads((Path(out) / "tiny-student" / "run.json").read_text())
     assert run["complete"] and run["stages"]["generate"]["engines_at_start"] == []
     assert run["stages"]["depth"]["engines_at_start"] == []  # vLLM closed before transformers loads the weights
+
+
+def test_depth_rows_with_and_without_the_model():
+    from stages.evaluate.deep_thinking import depth_row, load_model
+    from stages.evaluate.depth import DepthConfig
+
+    trace = {"trace_id": "t", "problem_id": "p", "model": "tiny:student", "thinking_tokens": 3, "answer_tokens": 2,
+             "prompt": "<|user|>What is 1 + 2?<|assistant|>", "completion": "<think>\n1 + 2 = 3\n</think>"}  # fmt: skip
+    off = depth_row(None, trace, DepthConfig())  # `depth.enabled: false`
+    assert off["deep_thinking_ratio"] is None and off["completion_tokens"] == 5
+    on = depth_row(load_model("tiny:student", device="cpu"), trace, DepthConfig())
+    assert 0 <= on["deep_thinking_ratio"] <= 1 and on["completion_tokens"] == 13  # <think> is one token

@@ -45,14 +45,18 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto"):
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def depth_row(model, tok, trace: dict, cfg: DepthConfig) -> dict:
-    prompt = tok(trace["prompt"], add_special_tokens=False).input_ids
-    completion = tok(trace["completion"], add_special_tokens=False).input_ids
-    ratio = deep_thinking_ratio(model, prompt, completion, cfg)
+def depth_row(loaded, trace: dict, cfg: DepthConfig) -> dict:
+    """A trace's `eval_depth` row under `loaded` (model, tokenizer); a null ratio without one."""
+    ratio, tokens = math.nan, trace["thinking_tokens"] + trace["answer_tokens"]
+    if loaded is not None:
+        model, tok = loaded
+        prompt = tok(trace["prompt"], add_special_tokens=False).input_ids
+        completion = tok(trace["completion"], add_special_tokens=False).input_ids
+        ratio, tokens = deep_thinking_ratio(model, prompt, completion, cfg), len(completion)
     return {
         **{k: trace[k] for k in ("trace_id", "problem_id", "model")},
         "deep_thinking_ratio": None if math.isnan(ratio) else ratio,
-        "completion_tokens": len(completion),
+        "completion_tokens": tokens,
     }
 
 
@@ -70,8 +74,4 @@ class DeepThinking(ShardStage):
         self.loaded = None
 
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
-        if self.loaded is None:
-            return [{**{k: r[k] for k in ("trace_id", "problem_id", "model")}, "deep_thinking_ratio": None,
-                     "completion_tokens": r["thinking_tokens"] + r["answer_tokens"]} for r in rows], []  # fmt: skip
-        model, tok = self.loaded
-        return [depth_row(model, tok, r, self.cfg.depth) for r in rows], []
+        return [depth_row(self.loaded, r, self.cfg.depth) for r in rows], []

@@ -52,17 +52,24 @@ def leaderboard_markdown(board: dict[str, dict]) -> str:
     return markdown_table(("model", "problems", *(h for h, _, _ in HEADLINE)), rows)
 
 
+def intervals_overlap(a: list, b: list) -> bool | None:
+    """Whether two `[estimate, low, high]` intervals overlap; None when either bound is unknown."""
+    if None in (*a[1:], *b[1:]):
+        return None
+    return not (b[2] < a[1] or a[2] < b[1])
+
+
 def compare(a: dict, b: dict) -> list[dict]:
     """Per headline figure: B - A, and whether the two intervals overlap (no overlap: a
     difference beyond the intervals)."""
     out = []
     for label, section, name in HEADLINE:
-        (ea, la, ha), (eb, lb, hb) = metric(a, section, name), metric(b, section, name)
-        if ea is None or eb is None:
+        va, vb = metric(a, section, name), metric(b, section, name)
+        if va[0] is None or vb[0] is None:
             continue
-        known = None not in (la, ha, lb, hb)
-        overlap = not (hb < la or ha < lb) if known else None
-        out.append({"metric": label, "a": ea, "b": eb, "delta": eb - ea, "overlap": overlap})
+        out.append(
+            {"metric": label, "a": va[0], "b": vb[0], "delta": vb[0] - va[0], "overlap": intervals_overlap(va, vb)}
+        )
     return out
 
 
@@ -160,11 +167,9 @@ def side_by_side(board: dict[str, dict]) -> dict:
             figures.setdefault((r["section"], r["metric"]), {})[model] = [r["estimate"], r["low"], r["high"]]
     rows = []
     for (section, name), values in figures.items():
-        row = {"section": section, "metric": name, "values": values, "overlap": None}
-        if len(board) == 2 and len(values) == 2 and all(None not in v for v in values.values()):
-            (_, la, ha), (_, lb, hb) = values.values()
-            row["overlap"] = not (hb < la or ha < lb)
-        rows.append(row)
+        both = len(board) == 2 and len(values) == 2
+        rows.append({"section": section, "metric": name, "values": values,
+                     "overlap": intervals_overlap(*values.values()) if both else None})  # fmt: skip
     models = {
         m: {
             "problems": s["problems"],
