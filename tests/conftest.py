@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fake_hub import fake_hub  # noqa: F401  (the fixture, for every test file; tests/ is on sys.path)
 
 _HOME = tempfile.mkdtemp(prefix="thoughtmill-prefect-")
 os.environ.update(

@@ -1,33 +1,23 @@
 """Publishing: a local folder `load_dataset` reads back exactly, atomic replacement, Hub commits, no token leaks.
 
-The Hub tests run the real `huggingface_hub.HfApi` client against a small fake Hub served by
-`http.server` on 127.0.0.1 (endpoint patched via `HF_ENDPOINT` and `constants.ENDPOINT`, offline
-mode lifted for the test only). It implements only what the publish path calls: repo creation,
-refs, recursive tree listing, README YAML validation, preupload (every file answered as a regular
-git blob, so no LFS or Xet transfer is needed) and NDJSON commits (regular files and deletions),
-tags, and a dataset info route that errors in failure mode.
+The Hub tests run the real `huggingface_hub.HfApi` client against the fake Hub of tests/fake_hub.py
+(served by `http.server` on 127.0.0.1, endpoint patched, offline mode lifted for the test only).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
 import random
 import re
-import string
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import datasets
 import huggingface_hub
 import pyarrow as pa
 import pytest
-from huggingface_hub import DatasetCard, constants
+from fake_hub import FakeHub  # tests/ is on sys.path (pytest rootdir conftest)
+from huggingface_hub import DatasetCard
 
 from schemas import CONFIGS
 from stages.publish import PublishConfig, PublishError, publish
@@ -166,129 +156,7 @@ def test_crash_keeps_previous_publish(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["ds"]
 
 
-# --- fake Hub ------------------------------------------------------------------------------
-
-
-class FakeHub:
-    """In-memory dataset repos: commits (path -> bytes), branches and tags; records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.repos: dict[str, dict] = {}
-        self.fail: int | None = None  # answer every request with this status, echoing the auth header
-
-    def commit(self, repo: dict, files: dict[str, bytes], message: str) -> str:
-        sha = hashlib.sha1(f"{len(repo['commits'])}:{message}".encode()).hexdigest()
-        repo["commits"][sha] = files
-        repo["log"].append(sha)
-        repo["branches"]["main"] = sha
-        return sha
-
-    def handle(self, method: str, url: str, headers, body: bytes) -> tuple[int, object]:
-        path, query = urlparse(url).path, urlparse(url).query
-        self.requests.append({"method": method, "path": path, "query": query, "auth": headers.get("authorization")})
-        if self.fail:
-            return self.fail, {"error": f"rejected credentials: {headers.get('authorization')}"}
-        if path == "/api/repos/create":
-            req = json.loads(body)
-            repo_id = f"{req['organization']}/{req['name']}"
-            if repo_id in self.repos:
-                return 409, {"error": "You already created this dataset repo", "url": f"/datasets/{repo_id}"}
-            repo = self.repos[repo_id] = {"commits": {}, "log": [], "branches": {}, "tags": {}}
-            self.commit(repo, {".gitattributes": b"*.parquet filter=lfs\n"}, "initial commit")
-            return 200, {"url": f"{constants.ENDPOINT}/datasets/{repo_id}"}
-        if path == "/api/validate-yaml":
-            return 200, {"errors": [], "warnings": []}
-        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(refs|tree|preupload|commit|tag)(?:/([^/]+))?", path)
-        if not m or m.group(1) not in self.repos:
-            return 404, {"error": "not found"}
-        repo, action, rev = self.repos[m.group(1)], m.group(2), unquote(m.group(3) or "")
-        head = repo["branches"].get(rev, rev if rev in repo["commits"] else None)
-        if action == "refs":
-            ref = lambda kind, name, sha: {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": sha}
-            return 200, {
-                "branches": [ref("heads", b, s) for b, s in repo["branches"].items()],
-                "tags": [ref("tags", t, s) for t, s in repo["tags"].items()],
-                "converts": [],
-            }
-        if head is None:
-            return 404, {"error": f"revision {rev} not found"}
-        files = repo["commits"][head]
-        if action == "tree":
-            return 200, self.tree(files)
-        if action == "preupload":
-            wanted = json.loads(body)["files"]
-            oid = lambda p: git_oid(files[p]) if p in files else None
-            return 200, {
-                "files": [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": oid(f["path"])}
-                    for f in wanted
-                ]
-            }
-        if action == "tag":
-            tag = json.loads(body)["tag"]
-            if tag in repo["tags"]:
-                return 409, {"error": "tag exists"}
-            repo["tags"][tag] = head
-            return 200, {}
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-        header = lines[0]["value"]
-        if header.get("parentCommit") not in (None, head):
-            return 412, {"error": "parent commit is not the head"}
-        new = dict(files)
-        for op in lines[1:]:
-            if op["key"] == "file":
-                new[op["value"]["path"]] = base64.b64decode(op["value"]["content"])
-            elif op["key"] == "deletedFile":
-                del new[op["value"]["path"]]
-            else:
-                return 400, {"error": f"unsupported operation {op['key']}"}
-        sha = self.commit(repo, new, header["summary"])
-        return 200, {"commitUrl": f"{constants.ENDPOINT}/datasets/{m.group(1)}/commit/{sha}", "commitOid": sha}
-
-    @staticmethod
-    def tree(files: dict[str, bytes]) -> list[dict]:
-        folders = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
-        out = [{"type": "directory", "path": f, "oid": "0" * 40, "size": 0} for f in folders]
-        return out + [{"type": "file", "path": p, "oid": git_oid(b), "size": len(b)} for p, b in sorted(files.items())]
-
-
-def git_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-@pytest.fixture
-def fake_hub(monkeypatch):
-    hub = FakeHub()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            status, payload = hub.handle(self.command, self.path, self.headers, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", "hf_" + "".join(random.Random(7).choices(string.ascii_letters, k=34)))
-    yield hub
-    server.shutdown()
-    server.server_close()
+# --- Hub (the `fake_hub` fixture: tests/fake_hub.py, registered in conftest.py) ---------------
 
 
 def hub_cfg(**kw) -> PublishConfig:
