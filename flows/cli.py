@@ -102,6 +102,24 @@ def _improve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from flows.plan import plan, render
+    from flows.recipe import parse_overrides
+
+    try:
+        result = plan(args.recipe, parse_overrides(args.set), args.gpus, args.gpu_memory_gb,
+                      args.tok_per_s_per_gpu, args.mean_tokens_fraction, args.from_run)  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:  # one line: the recipe's or the plan's error
+        errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else None
+        msg = "; ".join(e["msg"] for e in errors) if errors else str(exc)
+        print(f"thoughtmill plan: error: {' '.join(msg.split())}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from flows.pipeline import load_pipeline
 
@@ -193,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     pipe = sub.add_parser("pipeline", help="print the pipeline's stages: what each reads, writes and uses")
     pipe.add_argument("--pipeline", default="flows.pipeline:PIPELINE", help="module:attribute of a Pipeline")
     pipe.set_defaults(func=_pipeline)
+
+    pl = sub.add_parser("plan", help="validate a recipe: per stage its engines, GPUs, tokens, hours (starts nothing)")
+    pl.add_argument("--recipe", default="demo", help="a recipe name in flows/recipes/ or a YAML path")
+    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    pl.add_argument("--gpus", type=int, default=8, help="GPUs of the node (default 8)")
+    pl.add_argument("--gpu-memory-gb", type=float, default=80.0, help="memory of each GPU (default 80)")
+    pl.add_argument("--tok-per-s-per-gpu", type=float, help="generation throughput per GPU, for hours")
+    pl.add_argument("--mean-tokens-fraction", type=float, default=0.5, help="expected share of max_tokens used")
+    pl.add_argument("--from-run", help="a finished run's root or run.json: its label/pairs token ratios")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_plan)
 
     models = sub.add_parser("models", help="the embedded tiny reasoner models").add_subparsers(
         dest="action", required=True
