@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from flows.fingerprints import claim_outputs
 from flows.pipeline import DEFAULT, Pipeline, load_pipeline
 from flows.recipe import RecipeBase
-from stages.engine import live_engine_configs, retain_engines
+from stages.engine import engine_key, live_engine_configs, retain_engines
 from stages.executor import build_executor
 from stages.secrets import scrub
 
@@ -49,8 +49,8 @@ def engines_for(recipe: RecipeBase, section) -> list[str]:
     """Close this process's engines that `section`'s stage does not use; returns the roles the
     engines left alive serve (roles with equal settings share one engine)."""
     retain_engines([recipe.models[role] for role in section.engine_roles().values()])
-    live = {c.model_dump_json() for c in live_engine_configs()}
-    return sorted(role for role, config in recipe.models.items() if config.model_dump_json() in live)
+    live = {engine_key(c) for c in live_engine_configs()}
+    return sorted(role for role, config in recipe.models.items() if engine_key(config) in live)
 
 
 def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, summary: dict | None = None) -> dict:

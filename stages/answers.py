@@ -29,6 +29,17 @@ class Split:
     closed: bool
 
 
+def prompt_opening(prompt: str) -> str:
+    """The thinking's opening a chat template put at the end of `prompt` (R1-Distill's and Qwen3's
+    `<think>\n`), else "". Prepended to the completion it gives the text as the model would have
+    written it under a template that leaves the tag to the model (what SFT and DPO text needs)."""
+    for open_tag, _ in THINK_TAGS:
+        i = prompt.rfind(open_tag)
+        if i != -1 and not prompt[i + len(open_tag) :].strip():
+            return prompt[i:]
+    return ""
+
+
 def split_thinking(completion: str, reasoning: str | None = None, prompt_opened: bool = False) -> Split:
     """Handle `<think>…</think>`, an opening tag missing because the chat template put it in the
     prompt (`prompt_opened`, or a closing tag with no opening one), a missing closing tag

@@ -23,11 +23,12 @@ from typing import Literal
 import pyarrow as pa
 
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS, empty_table
+from stages.answers import prompt_opening
 from stages.base import StageConfig, StageContext
 from stages.shards import read_table, row_count, shard_paths, to_table, write_table
 
 # What `sft_row`, `sft_eligible` and `prm_row` read from a labeled trace (the rest stays in Arrow).
-EXPORT_COLUMNS = ["trace_id", "problem_id", "problem", "completion", "thinking", "answer_text", "steps"] + [
+EXPORT_COLUMNS = ["trace_id", "problem_id", "problem", "prompt", "completion", "thinking", "answer_text", "steps"] + [
     "final_correct",
     "thinking_answer_agrees",
     "consensus",
@@ -46,7 +47,9 @@ class ExportConfig(StageConfig):
 def sft_row(t: dict, reasoning: str) -> dict:
     user = {"role": "user", "content": t["problem"], "reasoning_content": None}
     if reasoning == "inline":
-        assistant = {"role": "assistant", "content": t["completion"].strip(), "reasoning_content": None}
+        # the opening an R1-style template put in the prompt belongs to the assistant's text
+        text = prompt_opening(t["prompt"]) + t["completion"]
+        assistant = {"role": "assistant", "content": text.strip(), "reasoning_content": None}
     else:
         assistant = {
             "role": "assistant",

@@ -15,7 +15,7 @@ import math
 from pydantic import Field
 
 from schemas import FRONTIER, LABELED_TRACES
-from stages.answers import extract_answer, split_thinking
+from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.base import ModelStageConfig, ShardStage
 from stages.engine import Engine, SamplingConfig
 from stages.label.verify import verify_answer
@@ -37,11 +37,10 @@ def pass_rates(engine: Engine, problems: dict[str, dict], cfg: FrontierConfig) -
     prompts = [engine.chat_prompt(cfg.prompt_template.format(problem=problems[i]["problem"])) for i in ids]
     sampling = cfg.sampling.model_copy(update={"n": cfg.samples})
     rates = {}
-    for pid, gen in zip(ids, engine.generate(prompts, sampling) if ids else []):
-        ok = [
-            verify_answer(problems[pid]["gold_answer"], extract_answer(split_thinking(s.text).answer), cfg.verifier)
-            for s in gen.samples
-        ]
+    for pid, prompt, gen in zip(ids, prompts, engine.generate(prompts, sampling) if ids else []):
+        opened = bool(prompt_opening(prompt))  # an R1-style template: a truncated sample is all thinking
+        answers = [extract_answer(split_thinking(s.text, prompt_opened=opened).answer) for s in gen.samples]
+        ok = [verify_answer(problems[pid]["gold_answer"], a, cfg.verifier) for a in answers]
         rates[pid] = sum(bool(x) for x in ok) / max(len(ok), 1)
     return rates
 

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from schemas import PROBLEMS, TRACES
-from stages.answers import extract_answer, split_thinking
+from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.base import ModelStageConfig, ShardStage, reject
 from stages.engine import EngineUnavailable, Generation, Sample, SamplingConfig
 from stages.segment import SegmentConfig, segment
@@ -84,8 +84,7 @@ def build_trace(
     problem: dict, index: int, sample: Sample, model: str, sampling_json: str, prompt: str, cfg: GenerateConfig
 ) -> dict:
     """One `traces` row: split, answers, steps with confidence from the step's own tokens."""
-    opened = prompt.rstrip().endswith("<think>")
-    parts = split_thinking(sample.text, sample.reasoning, prompt_opened=opened)
+    parts = split_thinking(sample.text, sample.reasoning, prompt_opened=bool(prompt_opening(prompt)))
     offsets = np.asarray(sample.offsets, dtype=np.int64)
     think_end = parts.thinking_start + len(parts.thinking)
     if sample.reasoning is None and len(offsets):

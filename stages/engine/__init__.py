@@ -33,12 +33,23 @@ def build_engine(config: EngineConfig) -> Engine:
     return OpenAIEngine(config)
 
 
+def engine_key(config: EngineConfig) -> str:
+    """What makes two configs one engine: a chat template is text-side only, so an in-process
+    model under two templates (an R1-style generator, a plain completer) is one vLLM instance."""
+    if config.backend == "vllm" and config.chat_template:
+        config = config.model_copy(update={"chat_template": None})
+    return config.model_dump_json()
+
+
 def shared_engine(config: EngineConfig) -> Engine:
     """This process's engine for `config`, started on first use."""
-    key = config.model_dump_json()
+    key = engine_key(config)
     if key not in _SHARED:
-        _SHARED[key] = build_engine(config)
-    return _SHARED[key]
+        _SHARED[key] = build_engine(EngineConfig.model_validate_json(key))
+    engine = _SHARED[key]
+    if config.backend == "vllm" and config.chat_template:
+        return engine.with_chat_template(config.chat_template)
+    return engine
 
 
 def started_engines() -> list[str]:
@@ -53,7 +64,7 @@ def live_engine_configs() -> list[EngineConfig]:
 def retain_engines(keep: Iterable[EngineConfig]) -> list[str]:
     """Close every shared engine of this process whose config is not in `keep` (before a stage
     starts engines that those would compete with for memory); returns the models closed."""
-    wanted = {c.model_dump_json() for c in keep}
+    wanted = {engine_key(c) for c in keep}
     doomed = [k for k in _SHARED if k not in wanted]
     if doomed and any(getattr(engine, "in_process", False) for engine in _SHARED.values()):
         # shutting one in-process vLLM engine down tears down the process-wide parallel state the
@@ -97,6 +108,7 @@ __all__ = [
     "SamplingConfig",
     "build_engine",
     "close_shared_engines",
+    "engine_key",
     "in_worker_process",
     "live_engine_configs",
     "resolve_model",

@@ -28,6 +28,23 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def resolve_chat_template(name: str) -> Path:
+    """The file `EngineConfig.chat_template` names: `tiny:NAME` is a template shipped beside the
+    embedded models, anything else a path (as vLLM serve's `--chat-template` takes)."""
+    if name.startswith("tiny:"):
+        path = EMBEDDED / f"chat_template_{name.removeprefix('tiny:')}.jinja"
+    else:
+        path = Path(name).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"chat template {name!r} not found at {path.resolve()}")
+    return path
+
+
+def load_chat_template(name: str | None) -> str | None:
+    """The Jinja text of the chat template `name` names; None (the model's own) for None."""
+    return None if name is None else resolve_chat_template(name).read_text(encoding="utf-8")
+
+
 class EngineUnavailable(RuntimeError):
     """The engine itself is gone (its process died, its server is unreachable or overloaded).
 
@@ -65,6 +82,9 @@ class EngineConfig(BaseModel):
     # per process: the first engine a process starts decides it for all.
     in_process: bool | None = None
     seed: int = 0
+    # A Jinja chat template used instead of the model's own (vLLM serve's `--chat-template`): a
+    # file path, or `tiny:NAME` for infra/tiny_reasoner/chat_template_NAME.jinja. None: the model's.
+    chat_template: str | None = None
     base_url: str | None = None  # openai backend
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key, never the key
     request_timeout_s: float = 600.0

@@ -6,6 +6,7 @@ outputs into `Generation`s with per-token logprobs, entropies and char offsets.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from stages.engine.types import (
     Generation,
     Sample,
     SamplingConfig,
+    load_chat_template,
     offsets_from_pieces,
     resolve_model,
 )
@@ -31,6 +33,8 @@ class VLLMEngine:
         from vllm import LLM
         from vllm.platforms import current_platform
 
+        # read first: a missing template must fail before minutes of engine start-up
+        self.chat_template = load_chat_template(config.chat_template)
         self.config = config
         self.name = config.model
         cpu = current_platform.is_cpu()
@@ -71,8 +75,20 @@ class VLLMEngine:
 
     def chat_prompt(self, user: str) -> str:
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": user}],
+            chat_template=self.chat_template,  # None: the tokenizer's own
+            tokenize=False,
+            add_generation_prompt=True,
         )
+
+    def with_chat_template(self, chat_template: str | None) -> VLLMEngine:
+        """This engine under another chat template (`EngineConfig.chat_template`). A template is
+        text-side only, so the view shares this engine's vLLM instance instead of starting one:
+        close the original, never the view."""
+        view = copy.copy(self)
+        view.chat_template = load_chat_template(chat_template)
+        view.config = self.config.model_copy(update={"chat_template": chat_template})
+        return view
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)

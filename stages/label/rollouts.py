@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from stages.answers import extract_answer, split_thinking
+from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.engine import Engine, SamplingConfig
 from stages.label.base import TraceLabel, labels_from_first_error, step_prefix
 from stages.label.verify import verify_answer
@@ -40,7 +40,7 @@ class RolloutConfig(BaseModel):
 def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bool:
     """Does the trace's completion up to `prefix`, continued by `rollout`, end with the gold answer?"""
     completion = prefix[len(trace["prompt"]) :] + rollout
-    parts = split_thinking(completion, prompt_opened=trace["prompt"].rstrip().endswith("<think>"))
+    parts = split_thinking(completion, prompt_opened=bool(prompt_opening(trace["prompt"])))
     return bool(verify_answer(trace["gold_answer"], extract_answer(parts.answer) if parts.closed else None, verifier))
 
 
