@@ -20,7 +20,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml infra/constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q 'uv>=0.5'
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(TORCH_SRC) -c infra/constraints-cpu.txt -e '.[cpu,test]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(TORCH_SRC) -c infra/constraints-cpu.txt -e '.[cpu,test,ray]'
 	$(BIN)/uv pip uninstall -q --python $(BIN)/python torchvision torchaudio torchcodec 2>/dev/null || true
 	$(BIN)/python -c "import vllm, transformers, prefect, datatrove"
 	touch $(STAMP)
