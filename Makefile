@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint clean prefect-server prefect-deploy prefect-worker
+.PHONY: setup run test lint clean serve prefect-server prefect-deploy prefect-worker
 
 # uv resolves and installs the pinned set in parallel: ~1 min on a cold cache where pip took ~4.
 $(STAMP): pyproject.toml infra/constraints-cpu.txt
@@ -34,6 +34,12 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# A long-lived server for a recipe's model role (a teacher shared by runs): make serve ROLE=judge
+RECIPE ?= math
+ROLE ?= judge
+serve: setup
+	$(BIN)/thoughtmill serve --recipe $(RECIPE) --role $(ROLE)
 
 # Prefect deployments (README: "Run as Prefect deployments"): each in its own terminal, in order.
 prefect-server: setup

@@ -102,6 +102,36 @@ def _improve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from flows.recipe import load_recipe, parse_overrides
+    from stages.engine.server import VLLMServer, standalone
+
+    recipe = load_recipe(args.recipe, parse_overrides(args.set))
+    if args.role not in recipe.models:
+        raise SystemExit(f"thoughtmill: error: recipe {recipe.name!r} has no model role {args.role!r}; "
+                         f"roles: {sorted(recipe.models)}")  # fmt: skip
+    config = standalone(recipe.models[args.role], args.port)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    with VLLMServer(config, args.role, Path(args.log_dir) if args.log_dir else None) as server:
+        print(f"thoughtmill: serving role {args.role!r} ({config.model} as {config.request_model!r}) at "
+              f"{server.url}; log {server.log_path}")  # fmt: skip
+        print(f"thoughtmill: point a recipe at it: --set models.{args.role}.serve=null "
+              f"--set models.{args.role}.base_url={server.url}; Ctrl-C stops it", flush=True)  # fmt: skip
+        try:
+            while server.alive() and not stop:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        if not server.alive():
+            print(f"thoughtmill: error: the server exited; log {server.log_path}:\n{server.log_tail()}")
+            return 1
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -207,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="output root (default: out/<recipe name>)")
     imp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     imp.set_defaults(func=_improve)
+
+    srv = sub.add_parser("serve", help="serve a recipe's model role with vLLM's OpenAI server until stopped")
+    srv.add_argument("--recipe", default="math", help="a recipe name in flows/recipes/ or a YAML path")
+    srv.add_argument("--role", default="judge", help="the model role to serve (e.g. judge)")
+    srv.add_argument("--port", type=int, help="port (default: the role's serve.port or its base_url's)")
+    srv.add_argument("--log-dir", help="folder of the server's log (default: a temporary folder)")
+    srv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    srv.set_defaults(func=_serve)
 
     pipe = sub.add_parser("pipeline", help="print the pipeline's stages: what each reads, writes and uses")
     pipe.add_argument("--pipeline", default="flows.pipeline:PIPELINE", help="module:attribute of a Pipeline")

