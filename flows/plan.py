@@ -187,7 +187,21 @@ def _engines(recipe, section, tokens: dict[str, float] | None) -> list[EnginePla
     return list(by_config.values())
 
 
-def _place(stage: str, engines: list[EnginePlan], ranks: int, per_rank: int, node: int, gb: float) -> int:
+def _slices(ex, engines: list[EnginePlan], ranks: int, per_rank: int, node: int) -> list[list[int]]:
+    """Each rank's GPUs, as the executor gives them: locally a slice of `executor.devices` (default
+    every GPU) of `gpus_per_worker` (default the stage's largest in-process TP) per worker."""
+    if ex.kind != "local":
+        return [[g for g in range(r * per_rank, (r + 1) * per_rank) if g < node] for r in range(ranks)]
+    tp = max((e.tp for e in engines if e.where == "in-process"), default=0)
+    per = ex.gpus_per_worker if ex.gpus_per_worker is not None else tp
+    devices = [int(d) for d in ex.devices] if ex.devices is not None else list(range(node))
+    if ranks * per > len(devices):
+        raise PlanError(f"executor: {ranks} worker(s) x {per} GPU(s) need {ranks * per} devices, "
+                        f"but the node gives {len(devices)}: {devices}")  # fmt: skip
+    return [devices[r * per : (r + 1) * per] for r in range(ranks)]
+
+
+def _place(stage: str, engines: list[EnginePlan], slices: list[list[int]], node: int, gb: float) -> int:
     """Put each local engine on GPUs with room for its share; returns the GPUs used, or raises.
     vLLM takes `gpu_memory_utilization` of each of its GPUs at start (weights inside it, the rest KV
     cache), so two 0.9 engines cannot share a GPU; `kv_cache_memory_bytes` sizes it instead."""
@@ -202,11 +216,12 @@ def _place(stage: str, engines: list[EnginePlan], ranks: int, per_rank: int, nod
                 f"need {weights:.0f} GB per GPU but get {e.utilization:.2f} x {gb:g} GB, leaving no KV cache; "
                 f"raise tensor_parallel_size or gpu_memory_utilization"
             )
-    slices = [[g for g in range(r * per_rank, (r + 1) * per_rank) if g < node] for r in range(ranks)]
+    ranks = len(slices)
     jobs = [(e, list(range(node))) for e in local if e.where == "served"]  # one server on the node
     jobs += [(e, s) for s in slices for e in local if e.where == "in-process"]  # one engine per rank
     for e, gpus in sorted(jobs, key=lambda j: (j[0].devices is None, -j[0].tp)):
-        pick = e.devices or sorted(gpus, key=lambda g: -free[g])[: e.tp]
+        # vLLM in a worker starts on the first GPUs it sees; a server on its devices or the freest
+        pick = e.devices or (gpus[: e.tp] if e.where == "in-process" else sorted(gpus, key=lambda g: -free[g])[: e.tp])
         if len(pick) < e.tp or any(g >= node or free[g] < e.share - 1e-9 for g in pick):
             uses = " and ".join(f"{'+'.join(x.roles)} ({x.model}, TP{x.tp}) takes {x.share:.2f}" for x in local)
             scope = f"{node} GPU(s) of the node" if e.where == "served" else f"{len(gpus)} GPU(s) per rank"
@@ -239,6 +254,7 @@ def plan(
     ranks = max(1, min(ex.tasks, ex.workers))
     per_rank = getattr(ex, "gpus_per_worker", None) or (ex.kind != "local" and ex.gpus_per_task) or gpus // ranks
     node = gpus if ex.kind == "local" else max(gpus, ranks * per_rank)  # slurm/ray: ranks span nodes
+    per_gpu = per_rank if ex.kind != "local" else ex.gpus_per_worker  # None: each stage's TP
     stages = []
     for s in spec.stages:
         section = getattr(recipe, s.name)
@@ -247,7 +263,8 @@ def plan(
         sp = StagePlan(s.name, _engines(recipe, section, tokens))
         if not sp.engines:
             continue
-        sp.gpus = _place(s.name, sp.engines, ranks, per_rank, node, gpu_memory_gb)
+        slices = _slices(ex, sp.engines, ranks, per_rank, node)
+        sp.gpus = _place(s.name, sp.engines, slices, node, gpu_memory_gb)
         sp.tokens = None if tokens is None else sum(tokens.values())
         sp.tokens_at_max = None if at_max is None else sum(at_max.values())
         if tok_per_s_per_gpu and sp.tokens is not None:
@@ -270,7 +287,7 @@ def plan(
     }
     return {
         "recipe": recipe.name,
-        "node": {"gpus": gpus, "gpu_memory_gb": gpu_memory_gb, "ranks": ranks, "gpus_per_rank": per_rank},
+        "node": {"gpus": gpus, "gpu_memory_gb": gpu_memory_gb, "ranks": ranks, "gpus_per_rank": per_gpu},
         "problems": problems,
         "problems_from": problems_from,
         "mean_tokens_fraction": mean_tokens_fraction,
@@ -315,7 +332,7 @@ def render(p: dict) -> str:
     return "\n".join(
         [
             f"plan {p['recipe']!r}: recipe and roles valid; node {node['gpus']} x {node['gpu_memory_gb']:g} GB, "
-            f"{node['ranks']} rank(s) with {node['gpus_per_rank']} GPU(s) each",
+            f"{node['ranks']} rank(s), each with {node['gpus_per_rank'] or 'its stage TP in'} GPU(s)",
             f"{p['problems']} problems ({p['problems_from']}); tokens = {p['mean_tokens_fraction']:g} x max_tokens "
             f"per sample; label/pairs per trace token: {ratios or 'none'} ({p['ratios_from']})",
             *table,

@@ -16,10 +16,16 @@ from flows.plan import DEMO_RATIOS, PlanError, load_ratios, model_size, plan
 from stages.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-# The math recipe's judge as a second local 7B engine beside the completer, both at 0.9 of a GPU.
+# The math recipe's judge as a second local 7B engine beside the completer, both at 0.9 of a GPU,
+# in one worker that sees every GPU.
 LOCAL_JUDGE = {
+    "executor.tasks": 1,
+    "executor.workers": 1,
+    "executor.devices": None,
+    "executor.gpus_per_worker": 1,
     "models.judge.backend": "vllm",
-    "models.judge.base_url": None,
+    "models.judge.serve": None,
+    "models.judge.tensor_parallel_size": 1,
     "models.judge.model": "Qwen/Qwen2.5-7B-Instruct",
     "models.judge.gpu_memory_utilization": 0.9,
 }
@@ -45,7 +51,7 @@ def test_plans_import_no_vllm_and_open_no_socket():
     assert "VLLM False False" in out.stdout
     assert "plan 'math': recipe and roles valid" in out.stdout and "plan 'demo'" in out.stdout
     assert "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B (TP1 vllm, 7.0B by name" in out.stdout
-    assert "openai remote" in out.stdout  # the judge served elsewhere takes no local GPU
+    assert "TP4 openai served" in out.stdout  # the judge's server the flow starts on this node
 
 
 def test_math_tokens_follow_sampling_and_ratios():
@@ -53,11 +59,11 @@ def test_math_tokens_follow_sampling_and_ratios():
     trace = 500 * 16 * 14000 * 0.5  # problems.limit x n x max_tokens x the expected fraction
     generate = _stage(result, "generate")
     assert generate["tokens"] == trace and generate["tokens_at_max"] == 500 * 16 * 14000
-    assert generate["gpus"] == 1 and generate["wall_hours"] == pytest.approx(trace / 1000 / 3600)
+    assert generate["gpus"] == 4 and generate["wall_hours"] == pytest.approx(trace / 1000 / 4 / 3600)  # 4 workers
     label = _stage(result, "label")
     assert label["tokens"] == pytest.approx(trace * (DEMO_RATIOS["label"]["mc"] + DEMO_RATIOS["label"]["judge"]))
     judge = next(e for e in label["engines"] if e["roles"] == ["judge"])
-    assert judge["where"] == "remote" and label["gpus"] == 1  # only the completer is local
+    assert judge["where"] == "served" and label["gpus"] == 8  # 4 completers on GPUs 0-3, the judge on 4-7
     assert _stage(result, "frontier")["tokens"] == 500 * 16 * 8000 * 0.5
     assert [s["stage"] for s in result["stages"]] == ["generate", "label", "pairs", "frontier"]
     assert result["total"]["tokens"] == pytest.approx(sum(s["tokens"] for s in result["stages"]))
@@ -75,16 +81,20 @@ def test_coexisting_engines_that_cannot_fit_fail():
     with pytest.raises(PlanError, match=r"stage 'label': engines that run at once do not fit on 1 GPU\(s\)") as err:
         plan("math", LOCAL_JUDGE, gpus=1)
     assert "completer" in str(err.value) and "judge" in str(err.value) and "0.90" in str(err.value)
-    assert _stage(plan("math", LOCAL_JUDGE, gpus=2), "label")["gpus"] == 2  # on two GPUs they do
+    # in one worker both start on its first GPU, however many it sees; at 0.45 each they fit there
+    with pytest.raises(PlanError):
+        plan("math", {**LOCAL_JUDGE, "executor.gpus_per_worker": 2}, gpus=2)
+    halves = {"models.judge.gpu_memory_utilization": 0.45, "models.completer.gpu_memory_utilization": 0.45}
+    assert _stage(plan("math", {**LOCAL_JUDGE, **halves}, gpus=1), "label")["gpus"] == 1
     with pytest.raises(PlanError, match="need 144 GB per GPU but get 0.90 x 80 GB"):  # a 72B on one GPU
         plan("math", {**LOCAL_JUDGE, "models.judge.model": "Qwen/Qwen2.5-72B-Instruct"})
 
 
-@pytest.mark.skipif("serve" not in EngineConfig.model_fields, reason="engine.serve not in this tree")
-def test_a_served_role_counts_its_gpus():
-    served = {"models.judge.base_url": None, "models.judge.serve": {}, "models.judge.model": "org/judge-14B"}
-    label = _stage(plan("math", {**served, "models.judge.tensor_parallel_size": 2}), "label")
-    assert label["gpus"] == 3 and next(e for e in label["engines"] if e["roles"] == ["judge"])["where"] == "served"
+def test_a_served_role_counts_its_gpus_and_must_not_share_the_workers():
+    remote = {"models.judge.serve": None, "models.judge.base_url": "http://judge:8000/v1"}
+    assert _stage(plan("math", remote), "label")["gpus"] == 4  # a judge served elsewhere takes none here
+    with pytest.raises(PlanError, match="stage 'label'"):  # a fifth worker on GPU 4, the judge's
+        plan("math", {"executor.tasks": 5, "executor.workers": 5, "executor.devices": [0, 1, 2, 3, 4]})
 
 
 def test_unknown_role_fails_with_the_recipes_error():

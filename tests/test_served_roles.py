@@ -179,3 +179,18 @@ def test_serve_settings_need_the_http_backend_and_exclude_a_base_url():
     with pytest.raises(ValueError, match="not both"):
         EngineConfig.model_validate({**SERVED, "base_url": "http://x/v1"})
     assert EngineConfig.model_validate(SERVED).request_model == "served-teacher"
+
+
+def test_serve_command_keeps_a_local_base_url_and_refuses_an_unknown_role(capsys):
+    from flows.cli import main
+    from stages.engine.server import standalone
+
+    judge = (
+        load_recipe("math").models["judge"].model_copy(update={"serve": None, "base_url": "http://localhost:8000/v1"})
+    )
+    config = standalone(judge)
+    assert (config.serve.port, config.base_url, config.backend) == (8000, None, "openai")  # the URL runs reach
+    assert standalone(judge, port=9001).serve.port == 9001
+    assert standalone(load_recipe("math").models["judge"]).serve.devices == [4, 5, 6, 7]  # its serve: as given
+    with pytest.raises(SystemExit, match="has no model role 'teacher'"):
+        main(["serve", "--recipe", "math", "--role", "teacher"])
