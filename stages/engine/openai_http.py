@@ -37,8 +37,10 @@ class OpenAIEngine:
         key = os.environ.get(config.api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.url = config.base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=config.request_timeout_s)
-        self.root = httpx.Client(base_url=self.url.removesuffix("/v1"), headers=headers, timeout=60.0)
+        # idle connections expire before the server's keep-alive (uvicorn: 5 s) can close them
+        limits = httpx.Limits(keepalive_expiry=2.0)
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=config.request_timeout_s, limits=limits)
+        self.root = httpx.Client(base_url=self.url.removesuffix("/v1"), headers=headers, timeout=60.0, limits=limits)
         self.max_model_len = self._served_model_len()
         self._server_renders: bool | None = None  # learnt on the first chat prompt
         self._tokenizer = None
@@ -80,7 +82,7 @@ class OpenAIEngine:
         if self._server_renders is False:
             return None
         try:
-            r = self.root.post("/tokenize", json={"model": self.name, **body})
+            r = _post_once_more(self.root, "/tokenize", {"model": self.name, **body})
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
         if r.status_code in (404, 405):
@@ -98,7 +100,10 @@ class OpenAIEngine:
         body = {"messages": msgs, "add_generation_prompt": True}
         data = self._tokenize(body | ({"chat_template": template} if template else {}))
         if data is not None:
-            r = self.root.post("/detokenize", json={"model": self.name, "tokens": data["tokens"]})
+            try:
+                r = _post_once_more(self.root, "/detokenize", {"model": self.name, "tokens": data["tokens"]})
+            except httpx.TransportError as exc:
+                raise EngineUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
             r.raise_for_status()
             text = r.json()["prompt"]
         else:
@@ -124,7 +129,7 @@ class OpenAIEngine:
         `EngineUnavailable`: the stage fails and resumes later instead of rejecting good rows;
         a 4xx answer is about this request and stays a per-request error."""
         try:
-            r = self.client.post("/completions", json=body)
+            r = _post_once_more(self.client, "/completions", body)
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"{self.config.base_url}: {type(exc).__name__}: {exc}") from exc
         if r.status_code >= 500 or r.status_code == 429:
@@ -206,3 +211,12 @@ class OpenAIEngine:
     def close(self) -> None:
         self.client.close()
         self.root.close()
+
+
+def _post_once_more(client: httpx.Client, path: str, body: dict) -> httpx.Response:
+    """POST, and once more when the server closed the kept-alive connection as it was reused
+    ("Server disconnected without sending a response"): the request never reached it."""
+    try:
+        return client.post(path, json=body)
+    except httpx.RemoteProtocolError:
+        return client.post(path, json=body)
