@@ -37,6 +37,8 @@ MATH_ON_TINY = {
     "frontier.sampling": {"max_tokens": 400, "temperature": 1.0},
     "frontier.prompt_template": "{problem}",
     "publish": {"target": "local", "path": "dataset"},
+    # one worker: the math recipe's four (one per GPU) would only share this machine's 2 cores
+    "executor": {"kind": "local", "tasks": 1, "workers": 1},
 }
 
 
