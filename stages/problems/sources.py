@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from stages.base import StageConfig
+from stages.decontaminate import DecontaminationConfig
 from stages.problems import arithmetic
 
 
@@ -31,6 +32,16 @@ class ProblemSourceConfig(StageConfig):
     # Problems per shard. A shard is what one executor rank takes (all of a problem's traces stay
     # in the shards made from it), so with several workers give each at least one shard.
     shard_size: int = Field(1000, ge=1)
+    # Benchmarks to drop overlapping problems against, and exact duplicates (`stages.decontaminate`).
+    # Unset: the defaults for a Hub source; off for the bundled generator, whose problems come
+    # from no benchmark (a recipe names its arithmetic splits: `benchmarks: ["arithmetic:eval"]`).
+    decontaminate: DecontaminationConfig | None = None
+
+    def decontamination(self) -> DecontaminationConfig:
+        """The decontamination in effect: the section, else the default for this kind of source."""
+        if self.decontaminate is not None:
+            return self.decontaminate
+        return DecontaminationConfig(enabled=self.kind == "hub")
 
 
 def arithmetic_problems(split: arithmetic.Split, n: int, seed: int = 0) -> Iterator[dict]:
@@ -43,6 +54,15 @@ def arithmetic_problems(split: arithmetic.Split, n: int, seed: int = 0) -> Itera
             "split": split,
             "meta": json.dumps({"expression": p.expression}),
         }
+
+
+def arithmetic_texts(split: arithmetic.Split) -> list[str]:
+    """Every problem text an arithmetic split can hold (with the generator's default 2-3
+    operations), enumerated, not drawn: drawing a whole split at random would take a coupon
+    collector's time."""
+    from stages.problems.arithmetic_space import expressions
+
+    return [f"What is {e}?" for e in expressions() if arithmetic.split_of(e) == split]  # ArithmeticProblem.text
 
 
 def hub_problems(cfg: ProblemSourceConfig) -> Iterator[dict]:

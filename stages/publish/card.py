@@ -176,6 +176,32 @@ def counts_section(meta: dict) -> str:
     return "\n\n".join(parts)
 
 
+def decontamination_section(meta: dict) -> str:
+    """Imported rows (an `import` stage's), then what decontamination checked and dropped, per stage
+    that ran it: by benchmark, and exact duplicates. Empty when no stage reported either."""
+    stages = meta.get("stages") or {}
+    parts = []
+    imported = (stages.get("import") or {}).get("imported")
+    if isinstance(imported, dict):
+        parts.append("Imported: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in imported.items()) + ".")
+    rows = []
+    for name, result in stages.items():
+        stats = result.get("decontamination") if isinstance(result, dict) else None
+        if isinstance(stats, dict) and "checked" in stats:
+            dropped = stats.get("contaminated") or {}
+            by_benchmark = ", ".join(f"{b}: {n}" for b, n in sorted(dropped.items())) or "none"
+            rows.append((name, stats["checked"], sum(dropped.values()), by_benchmark, stats.get("duplicates", 0)))
+    if rows:
+        benchmarks = _get(meta.get("recipe") or {}, "problems.decontaminate")
+        how = f" Settings: {_fmt(benchmarks)}." if benchmarks else ""
+        parts.append(
+            "Rows sharing a word n-gram of normalised text with a benchmark problem were dropped, and "
+            f"exact duplicates.{how}\n\n"
+            + markdown_table(("stage", "checked", "contaminated", "by benchmark", "duplicates"), rows)
+        )
+    return "## Decontamination\n\n" + "\n\n".join(parts) if parts else ""
+
+
 def label_stats(traces: TraceStats | pa.Table | None) -> dict:
     """Step label fractions (correct / wrong / null), consensus status and symbolic verdict counts."""
     stats = TraceStats.of(traces)
@@ -239,6 +265,7 @@ def render_card(
         configs_section(shards),
         provenance_section(meta, traces),
         counts_section(meta),
+        decontamination_section(meta),
         labels_section(traces),
         figures_section(figures or {}),
         "## How to train on it\n\n" + TRAINING.replace("{repo}", repo_id or REPO_PLACEHOLDER),
