@@ -51,8 +51,8 @@ def _run(args: argparse.Namespace) -> int:
     from flows.curate import curate
     from flows.recipe import load_recipe, parse_overrides
 
-    recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    summary = curate(recipe, str(Path(args.out or f"out/{recipe.name}")))
+    recipe = load_recipe(args.recipe, parse_overrides(args.set), args.pipeline)
+    summary = curate(recipe, str(Path(args.out or f"out/{recipe.name}")), pipeline=args.pipeline)
     pub, report = summary["stages"]["publish"], summary["stages"]["report"]
     where = f"https://huggingface.co/datasets/{pub['repo_id']}" if pub.get("repo_id") else pub["path"]
     print(f"thoughtmill: run {recipe.name!r} finished; output root {summary['out']} (run.json: stage stats)")
@@ -191,6 +191,10 @@ def _bench(args: argparse.Namespace) -> int:
         from flows.bench.label import main as bench_label
 
         bench_label()
+    elif args.what == "import":
+        from flows.bench.import_bench import main as bench_import
+
+        bench_import()
     else:
         from flows.bench.publish import main as bench_publish
 
@@ -206,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--recipe", default="demo", help="a recipe name in flows/recipes/ or a YAML path")
     run.add_argument("--out", help="output root (default: out/<recipe name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    run.add_argument("--pipeline", default="flows.pipeline:PIPELINE",
+                     help="module:attribute of a Pipeline (flows.pipeline:RELABEL for imported traces)")  # fmt: skip
     run.set_defaults(func=_run)
 
     ev_ = sub.add_parser("eval", help="evaluate models' thinking (the evaluate flow), or `eval compare A B`")
@@ -275,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
-    bench.add_argument("what", choices=["generate", "label", "loop", "publish", "reliability"])
+    bench.add_argument("what", choices=["generate", "import", "label", "loop", "publish", "reliability"])
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--traces", type=int, default=60_000, help="reliability: synthetic traces for the kill runs")
     bench.add_argument("--kills", type=int, default=5, help="reliability: SIGKILLs per stage")

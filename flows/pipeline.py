@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from stages.pairs.stage import Pairs, PairsConfig
 from stages.problems.shards import run_problems
 from stages.problems.sources import ProblemSourceConfig
 from stages.publish.stage import PublishConfig, run_publish
+from stages.traces_import import TraceSourceConfig, run_import
 
 DEFAULT = "flows.pipeline:PIPELINE"
 
@@ -172,3 +173,16 @@ PIPELINE = Pipeline(
     )
 )  # fmt: skip
 Recipe = PIPELINE.recipe_model  # the project recipe type, importable by name (pickle finds its class here)
+
+# Bring your own traces: existing traces imported (no generate stage), then labeled, paired,
+# filtered and published with the same stages and configs as above. `import` writes the `traces`
+# folder (and `problems` beside it), so every later stage finds its inputs where it does above.
+RELABEL = Pipeline(
+    (
+        Stage("import", TraceSourceConfig, (), "traces", run=run_import,
+              about="existing traces (Hub dataset or local files) through a column mapping, split into steps"),
+        replace(PIPELINE["label"], inputs=("import",)),
+        *(PIPELINE[name] for name in ("pairs", "frontier", "export", "publish")),
+        replace(PIPELINE["report"], inputs=("import", "label", "pairs", "frontier")),
+    )
+)  # fmt: skip

@@ -52,7 +52,7 @@
     ];
     $("#cards").replaceChildren(...cards.map(([k, v]) => h("div", { class: "card" }, h("b", {}, v), k)));
     const rows = Object.entries(OV.rows).map(([k, v]) => {
-      const s = OV.stages.find((x) => x.stage === k || (k === "labeled" && x.stage === "label") || (k === "traces" && x.stage === "generate"));
+      const s = OV.stages.find((x) => x.stage === k || (k === "labeled" && x.stage === "label") || (k === "traces" && (x.stage === "generate" || x.stage === "import")));
       return [k, v, s ? s.status || "" : "", s ? s.rows_in ?? "" : "", s ? s.rows_out ?? "" : "", s && s.seconds != null ? s.seconds : ""];
     });
     table($("#stage-table"), ["folder / config", "rows", "stage status", "rows in", "rows out", "seconds"], rows);
@@ -176,7 +176,7 @@
     const steps = t.steps.map((s, i) => {
       const marks = Object.entries(t.labelers).filter(([, v]) => v === i).map(([k]) => k);
       return h("li", { class: "step" + (t.first_error === i ? " first-error" : ""), "data-conf": s[1] ?? "", style: `background-color:${confColor(s[1])}` },
-        h("div", { class: "idx" }, `step ${i}`, h("br"), s[1] == null ? "conf –" : `conf ${s[1].toFixed(3)}`,
+        h("div", { class: "idx" }, `step ${i}`, h("br"), s[1] == null ? "conf n/a" : `conf ${s[1].toFixed(3)}`,
           t.first_error === i ? h("div", { class: "marker" }, "⚑ first error") : null),
         h("div", { class: "txt" }, s[0]), h("div", { class: "labels" }, stepLabels(s), marks.length ? h("div", { class: "marker" }, `first error per ${marks.join(", ")}`) : null));
     });
@@ -187,7 +187,7 @@
       h("div", { class: "text" }, t.problem),
       h("div", { class: "answers" }, h("div", {}, "gold answer", h("b", {}, t.gold ?? "–")),
         h("div", { class: misaligned ? "misaligned" : "" }, "thinking's concluded answer ", yes(t.thinking_correct), h("b", {}, t.thinking_answer ?? "–")),
-        h("div", { class: misaligned ? "misaligned" : "" }, "final answer ", yes(t.final_correct), h("b", {}, t.final ?? "–"), `confidence ${num(t.answer_conf)} · `, t.agrees == null ? "agreement unknown" : t.agrees ? "agrees with thinking" : h("span", { class: "marker" }, "MISALIGNED with thinking"))),
+        h("div", { class: misaligned ? "misaligned" : "" }, "final answer ", yes(t.final_correct), h("b", {}, t.final ?? "–"), `confidence ${t.answer_conf == null ? "n/a" : num(t.answer_conf)} · `, t.agrees == null ? "agreement unknown" : t.agrees ? "agrees with thinking" : h("span", { class: "marker" }, "MISALIGNED with thinking"))),
       h("h3", {}, `Labels · consensus ${t.consensus} · first error ${fe(t.first_error)}`),
       h("table", {}, h("tr", {}, h("th", {}, "labeler"), h("th", {}, "first error")), ...Object.entries(t.labelers).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, fe(v)))), h("tr", {}, h("th", {}, "consensus"), h("th", {}, fe(t.first_error)))),
       h("h3", {}, `Steps (${t.n_steps})`), legend(), h("ol", { class: "steps" }, steps),

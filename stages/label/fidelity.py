@@ -41,13 +41,13 @@ def overthinking(traces: list[dict], correct: list[bool]) -> list[float | None]:
     """Thinking tokens over the median of the correct traces of the same problem."""
     by_problem: dict[str, list[int]] = defaultdict(list)
     for t, ok in zip(traces, correct):
-        if ok:
+        if ok and t["thinking_tokens"] is not None:  # None: imported without a tokenizer, length unknown
             by_problem[t["problem_id"]].append(t["thinking_tokens"])
     out = []
     for t in traces:
         ref = by_problem.get(t["problem_id"])
         med = statistics.median(ref) if ref else 0
-        out.append(t["thinking_tokens"] / med if med else None)
+        out.append(t["thinking_tokens"] / med if med and t["thinking_tokens"] is not None else None)
     return out
 
 

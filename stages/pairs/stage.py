@@ -45,6 +45,10 @@ class Pairs(ShardStage):
             candidates += sampled + sibling_pairs(rows)
         if "trace" in cfg.kinds:
             candidates += trace_pairs(rows, cfg.min_chosen_confidence, cfg.min_confidence_margin)
+            # ranked by answer confidence: traces without one (imported, no logprobs) take no part
+            self.stat_update(
+                "trace_pairs_skipped_no_confidence", value=sum(t["answer_confidence"] is None for t in rows)
+            )
         if "fidelity" in cfg.kinds:
             candidates += fidelity_pairs(rows)
         pairs = dedupe_and_cap(candidates, cfg.max_pairs_per_problem)
