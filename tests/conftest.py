@@ -49,6 +49,14 @@ def student_engine():
     return shared_engine(EngineConfig(model="tiny:student", **TINY))
 
 
+@pytest.fixture
+def keep_session_engines(monkeypatch):
+    """Stages run through the flow's `run_stage` close the in-process engines they do not use
+    (all of them, on CPU); this session's shared engines must outlive such runs, since later
+    tests use them and an engine started twice fails the session."""
+    monkeypatch.setattr("flows.curate.retain_engines", lambda keep: [])
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

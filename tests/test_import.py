@@ -380,7 +380,9 @@ def test_real_traces_label_pair_filter_publish_and_train(sky, shared_data, tmp_p
 
 
 @pytest.mark.vllm
-def test_relabel_pipeline_end_to_end_on_the_shipped_sample(tmp_path, teacher_engine, student_engine):
+def test_relabel_pipeline_end_to_end_on_the_shipped_sample(
+    tmp_path, teacher_engine, student_engine, keep_session_engines
+):
     recipe = RELABEL.load(
         "relabel",
         {"label.rollouts": {"strategy": "binary_search", "k": 2, "max_tokens": 120}, "pairs.rollouts.k": 2,

@@ -125,7 +125,7 @@ def kill_mid_stage(root: Path, node: Node, seen: dict, stop: threading.Event) ->
         stop.wait(0.2)
 
 
-def test_generate_survives_losing_a_node_and_loses_or_duplicates_nothing(cluster, tmp_path):
+def test_generate_survives_losing_a_node_and_loses_or_duplicates_nothing(cluster, tmp_path, keep_session_engines):
     address, _, node = cluster
     executor = {"kind": "ray", "address": address, "tasks": SHARDS, "workers": SHARDS}
     executor |= {"cpus_per_task": 1, "mem_per_cpu_gb": 1}

@@ -104,13 +104,6 @@ def served_label_recipe(**judge):
                                 "label.fidelity.info_gain": False})  # fmt: skip
 
 
-@pytest.fixture
-def keep_session_engines(monkeypatch):
-    """The flow closes in-process engines a stage does not use; this session's shared engines
-    must outlive these stage runs (other tests use them)."""
-    monkeypatch.setattr("flows.curate.retain_engines", lambda keep: [])
-
-
 def copy_inputs(demo_root, root):
     for name in ("problems", "generate"):
         shutil.copytree(PIPELINE.path(name, demo_root), PIPELINE.path(name, root))
@@ -135,8 +128,7 @@ def test_flow_started_judge_matches_the_in_process_judge(tmp_path, demo_run, kee
     assert abs(usable[0] - usable[1]) <= 0.05 and usable[0] > 0.5
     same = [tid for tid in here if here[tid]["first_error_judge"] == there[tid]["first_error_judge"]]
     assert len(same) == len(here), {t: (here[t]["first_error_judge"], there[t]["first_error_judge"]) for t in here}
-    logs = list((tmp_path / "logs" / "servers").glob("serve-judge-*.log"))
-    assert logs and "flow-teacher" in logs[0].read_text()
+    assert list((tmp_path / "logs" / "servers").glob("serve-judge-*.log"))  # the server's own log
     notes = [json.loads(t["provenance"]) for t in here.values()]
     assert not any("judge_error" in json.dumps(n) for n in notes)
 
