@@ -195,6 +195,10 @@ def _bench(args: argparse.Namespace) -> int:
         from flows.bench.import_bench import main as bench_import
 
         bench_import()
+    elif args.what == "prune":
+        from flows.bench.prune import main as bench_prune
+
+        bench_prune()
     else:
         from flows.bench.publish import main as bench_publish
 
@@ -281,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
-    bench.add_argument("what", choices=["generate", "import", "label", "loop", "publish", "reliability"])
+    bench.add_argument("what", choices=["generate", "import", "label", "loop", "prune", "publish", "reliability"])
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--traces", type=int, default=60_000, help="reliability: synthetic traces for the kill runs")
     bench.add_argument("--kills", type=int, default=5, help="reliability: SIGKILLs per stage")

@@ -4,12 +4,15 @@ The GPU hours go here, so the stage wastes none: problems are batched into one e
 chunk (vLLM's continuous batching and prefix caching do the rest), each problem's samples are
 seeded from the problem id (a resumed run regenerates exactly the same traces), and a chunk's
 output is written before the next starts. Bad problems are refused with a reason code instead
-of failing the batch.
+of failing the batch. How the `n` samples are spent is the `strategy` section (`stages.prune`):
+plain sampling, or a confidence-pruned strategy whose pruned traces go to the rejects with a
+`pruned:<strategy>` reason and the tokens they cost (`tokens_generated` / `tokens_pruned` stats).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import numpy as np
@@ -19,6 +22,7 @@ from schemas import PROBLEMS, TRACES
 from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.base import ModelStageConfig, ShardStage, reject
 from stages.engine import EngineUnavailable, Generation, Sample, SamplingConfig
+from stages.prune import StrategyConfig, run_strategy
 from stages.segment import SegmentConfig, segment
 
 
@@ -30,6 +34,16 @@ class GenerateConfig(ModelStageConfig):
     chunk_size: int = 32  # problems per engine call and per output shard
     min_new_tokens: int = 16  # a prompt leaving less room than this in the context is refused
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    # how the `n` samples are spent: plain sampling, or a confidence-pruned strategy (`stages.prune`)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+
+    def sampling_json(self) -> str:
+        """What a trace records as its sampling (and its id hashes): the sampling parameters, with
+        the strategy when it is not plain sampling (a pruned run's traces are other traces; plain
+        sampling's ids stay what they were)."""
+        if self.strategy.kind == "sample":
+            return self.sampling.model_dump_json()
+        return json.dumps({**self.sampling.model_dump(), "strategy": self.strategy.model_dump()})
 
 
 def trace_id(problem_id: str, sample_index: int, model: str, sampling_json: str) -> str:
@@ -128,20 +142,20 @@ class Generate(ShardStage):
     in_features = PROBLEMS
     out_features = TRACES
 
-    def _generate(self, prompts: list[str], seeds: list[int]) -> list[Generation]:
+    def _generate(self, prompts: list[str], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
         """One batched call; if the batch fails, isolate the failing prompts one by one. A dead
         engine is not a bad prompt: `EngineUnavailable` fails the chunk (unwritten, so resumed).
         Nor is an engine that fails every prompt of a chunk alone (a broken kernel cache made
         each call raise a compile error): rejecting them all would drop the rows for good."""
         try:
-            return self.engine("generator").generate(prompts, self.cfg.sampling, seeds)
+            return self.engine("generator").generate(prompts, sampling, seeds)
         except EngineUnavailable:
             raise
         except Exception as batch_error:  # noqa: BLE001 - one bad prompt must not kill the chunk
             out = []
             for p, s in zip(prompts, seeds):
                 try:
-                    out += self.engine("generator").generate([p], self.cfg.sampling, [s])
+                    out += self.engine("generator").generate([p], sampling, [s])
                 except EngineUnavailable:
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -173,15 +187,20 @@ class Generate(ShardStage):
                 continue
             todo.append(row)
             prompts.append(prompt)
-        sampling_json = self.cfg.sampling.model_dump_json()
+        sampling_json = self.cfg.sampling_json()
         seeds = [problem_seed(r["problem_id"], self.cfg.sampling.seed) for r in todo]
+        strategy = self.cfg.strategy
+        outcomes = (
+            run_strategy(strategy, self._generate, prompts, seeds, self.cfg.sampling, engine.name) if todo else []
+        )
         traces = []
-        for row, prompt, gen in zip(todo, prompts, self._generate(prompts, seeds) if todo else []):
-            if gen.error or not gen.samples:
-                rejects.append(reject(row["problem_id"], self.name, "generation_error", gen.error or "no samples", row))
-                continue
-            self.stat_update("tokens_generated", value=sum(len(s.offsets) for s in gen.samples))
-            traces += [
-                build_trace(row, i, s, engine.name, sampling_json, prompt, self.cfg) for i, s in enumerate(gen.samples)
-            ]
+        for row, prompt, out in zip(todo, prompts, outcomes):
+            self.stat_update("tokens_generated", value=out.tokens_generated)
+            if strategy.kind != "sample":
+                self.stat_update("tokens_pruned", value=out.tokens_pruned)
+            for p in out.pruned:  # pruned traces go to the rejects with their reason and cost
+                detail = f"{p.detail}; {p.tokens} tokens" if p.reason.startswith("pruned:") else p.detail
+                payload = row | {"sample_index": p.index, "tokens": p.tokens, "completion": p.sample and p.sample.text}
+                rejects.append(reject(row["problem_id"], self.name, p.reason, detail, payload))
+            traces += [build_trace(row, i, s, engine.name, sampling_json, prompt, self.cfg) for i, s in out.kept]
         return traces, rejects

@@ -142,6 +142,9 @@ class Sample:
     entropies: list[float] = field(default_factory=list)  # over the top-k alternatives
     offsets: list[int] = field(default_factory=list)  # char offset of each token in `text`
     reasoning: str | None = None  # a separate reasoning field, when a server returns one
+    # mean logprob of the top-k alternatives at each token (DeepConf's token confidence is its
+    # negation); empty where the backend does not report it
+    topk_mean: list[float] = field(default_factory=list)
 
 
 @dataclass

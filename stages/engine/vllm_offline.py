@@ -156,6 +156,7 @@ class VLLMEngine:
             vals[:, 0].tolist(),
             entropy.tolist(),
             self._offsets(ids, pieces, text),
+            topk_mean=top.mean(axis=1).tolist(),
         )
 
     def _decode_pieces(self, ids: list[int]) -> list[str]:
