@@ -10,6 +10,7 @@ from datasets import load_dataset
 
 from flows.pipeline import PIPELINE
 from schemas.labels import LABELED_TRACES
+from stages.label.repair import correction, self_correction
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.label.verify import verify_answer
 from stages.shards import read_table, shard_paths
@@ -39,7 +40,9 @@ def test_fidelity_metrics_follow_their_definitions(labeled):
         if t["final_answer"] is None or t["thinking_answer"] is None:
             assert t["thinking_answer_agrees"] is None
         flawed = t["first_error"] is not None and t["first_error"] >= 0
-        assert t["rationalized"] == (t["final_correct"] and flawed)
+        repaired = self_correction([s["text"] for s in t["steps"]], t["first_error"]) is not None
+        assert t["self_corrected"] == (t["final_correct"] and flawed and repaired)
+        assert t["rationalized"] == (t["final_correct"] and flawed and not repaired)
         gains = [s["info_gain"] for s in t["steps"]]
         assert all(g is not None and math.isfinite(g) for g in gains)
     assert any(t["final_correct"] for t in rows) and not all(t["final_correct"] for t in rows)
@@ -64,8 +67,11 @@ def test_consensus_keeps_agreement_and_flags_disagreement(labeled):
         if t["consensus"] == "agree":
             assert sum(f is not None for f in answered) >= 2  # the demo policy's min_sources
             assert firsts == {t["first_error"]}
-            fe = t["first_error"]
-            assert [s["label"] for s in t["steps"]] == [fe < 0 or i < fe for i in range(len(t["steps"]))]
+            fe, texts = t["first_error"], [s["text"] for s in t["steps"]]
+            carried = [fe < 0 or i < fe for i in range(len(texts))]
+            # the demo recipe's after_repair is the default: steps after a repaired slip are correct again
+            expected = correction(texts, fe, carried, t["final_correct"], "correct").step_labels
+            assert [s["label"] for s in t["steps"]] == expected
         else:
             assert t["first_error"] is None and all(s["label"] is None for s in t["steps"])
         assert t["label_tokens"] > 0

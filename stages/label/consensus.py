@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from stages.label.base import TraceLabel
+from stages.label.repair import AfterRepair
 
 
 class ConsensusConfig(BaseModel):
@@ -20,6 +21,9 @@ class ConsensusConfig(BaseModel):
     sources: list[str] = ["mc", "judge", "symbolic"]
     min_sources: int = 2  # fewer answering labelers than this: "insufficient"
     after_error: Literal["wrong", "drop"] = "wrong"  # steps after the first error: labeled wrong, or null
+    # Self-corrected traces: steps from a slip's repair on are correct again, or keep `after_error`
+    # (`carry`); both readings are defensible, see `stages/label/repair.py`.
+    after_repair: AfterRepair = "correct"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from stages.label.consensus import ConsensusConfig, consensus
 from stages.label.fidelity import FidelityConfig, answer_fidelity, information_gain, overthinking
 from stages.label.judge import JudgeConfig
 from stages.label.registry import LABELERS, known_labelers
+from stages.label.repair import correction
 from stages.label.rollouts import RolloutConfig
 
 
@@ -79,17 +80,23 @@ class Label(ShardStage):
             n = len(t["steps"])
             c = consensus(v, n, cfg.consensus)  # a labeler that does not apply has first_error None
             self.stat_update(f"consensus_{c.status}")
+            texts = [s["text"] for s in t["steps"]]
+            fix = correction(texts, c.first_error, c.step_labels, fid["final_correct"], cfg.consensus.after_repair)
+            if fix.self_corrected or fix.rationalized:
+                self.stat_update("self_corrected" if fix.self_corrected else "rationalized")
             gain = gain_of.get(t["trace_id"], [None] * n)
             steps = [
                 {
                     **s,
                     **_labeler_fields(v, i),
-                    "label": c.step_labels[i],
+                    "label": fix.step_labels[i],
                     "info_gain": gain[i],
                 }
                 for i, s in enumerate(t["steps"])
             ]
             provenance = {k: {"first_error": lab.first_error, "note": lab.note} for k, lab in v.items()}
+            if fix.repairs:  # where the trace caught its own slips: flawed step -> repairing step
+                provenance["repairs"] = {str(i): j for i, j in fix.repairs.items()}
             out.append(
                 {
                     **t,
@@ -99,7 +106,8 @@ class Label(ShardStage):
                     "first_error": c.first_error,
                     "consensus": c.status,
                     "provenance": json.dumps(provenance),
-                    "rationalized": bool(fid["final_correct"] and c.first_error is not None and c.first_error >= 0),
+                    "self_corrected": fix.self_corrected,
+                    "rationalized": fix.rationalized,
                     "overthinking": ot,
                     "label_tokens": sum(lab.tokens for lab in v.values()),
                 }

@@ -46,8 +46,25 @@ def step_truth(tree: Node, steps: list[str]) -> list[bool]:
     restate it exactly. A step with no claim is valid unless it concludes an answer that differs
     from the value reached so far.
     """
+    return _walk(tree, steps)[0]
+
+
+def step_repairs(tree: Node, steps: list[str]) -> dict[int, int | None]:
+    """Per invalid step: the later step that re-states each reduction it got wrong with the right
+    result (a correction: `Wait, 16 - 7 = 9, not 8`), None when it is never repaired or its error
+    is not a wrong result (a claim off the table, a wrong restatement or conclusion)."""
+    return _walk(tree, steps)[1]
+
+
+def _walk(tree: Node, steps: list[str]) -> tuple[list[bool], dict[int, int | None]]:
     values: dict[int, int] = {}
     history: dict[tuple[int, str, int], int] = {}
+    # Repairs: a step's wrong results stay open until each is restated right; a step that is
+    # wrong in another way (a claim off the table, a wrong restatement) cannot be repaired.
+    slipped: dict[tuple[int, str, int], set[int]] = {}  # reduction -> steps that got it wrong
+    open_slips: dict[int, set[tuple[int, str, int]]] = {}
+    repairs: dict[int, int | None] = {}
+    unrepairable: set[int] = set()
 
     def current(node: Node) -> Node:
         return Node(values[id(node)]) if id(node) in values else node
@@ -61,11 +78,12 @@ def step_truth(tree: Node, steps: list[str]) -> list[bool]:
         return reducible(node.left) + reducible(node.right)  # type: ignore[arg-type]
 
     out: list[bool] = []
-    for text in steps:
+    for step, text in enumerate(steps):
         ok = True
         claims = CLAIM_RE.findall(text)
         for a_s, op, b_s, c_s in claims:
             a, b, c = int(a_s), int(b_s), int(c_s)
+            key = (a, op, b)
             match = next(
                 (
                     n
@@ -74,26 +92,40 @@ def step_truth(tree: Node, steps: list[str]) -> list[bool]:
                 ),
                 None,
             )
-            if match is not None and (a, op, b) in history and _REFLECTION.match(text):
+            if match is not None and key in history and _REFLECTION.match(text):
                 match = None  # `Wait, 0 * 4 = 0` re-checks the reduction it repeats, not the next one
-            if match is not None:
-                ok &= c == apply(op, a, b)
-                values[id(match)] = c
-                history[(a, op, b)] = id(match)
-            elif (a, op, b) in history:
-                ok &= c == apply(op, a, b)
-                if c == apply(op, a, b):
-                    values[history[(a, op, b)]] = c
-            else:
+            if match is None and key not in history:
                 ok = False
+                unrepairable.add(step)
+                continue
+            right = c == apply(op, a, b)
+            ok &= right
+            if match is not None:
+                values[id(match)] = c
+                history[key] = id(match)
+            elif right:
+                values[history[key]] = c
+            if not right:
+                slipped.setdefault(key, set()).add(step)
+                open_slips.setdefault(step, set()).add(key)
+            for earlier in slipped.pop(key, set()) if right else ():
+                open_slips[earlier].discard(key)
+                if not open_slips[earlier]:
+                    repairs[earlier] = step
         if claims:
-            ok &= _restates_what_is_left(text, tree, values)
+            if not _restates_what_is_left(text, tree, values):
+                ok = False
+                unrepairable.add(step)
         else:
             stated = re.search(r"answer is\s*(-?\d+)", text)
             if stated and id(tree) in values:
                 ok = int(stated.group(1)) == values[id(tree)]
+                if not ok:
+                    unrepairable.add(step)
+        if not ok:
+            repairs.setdefault(step, None)
         out.append(ok)
-    return out
+    return out, {i: None if i in unrepairable else j for i, j in repairs.items()}
 
 
 def first_error(truth: list[bool]) -> int:
