@@ -6,7 +6,9 @@ returns only the stage's statistics. Stages resume at chunk level, so a re-run s
 work and never starts an engine for a stage whose outputs are complete. Each stage's outputs are
 keyed on its fingerprint (its code, recipe section, model roles and inputs): a re-run with a
 change moves that stage's stale outputs (and everything downstream) aside to `stale/` and
-recomputes them, instead of silently reusing them. `run.json` is rewritten after every stage.
+recomputes them, instead of silently reusing them. `run.json` is rewritten after every stage,
+with the run's funnel (`stages.funnel`): a stage's figures are summed from the stats files beside
+its shards (`stages.accounting`), so a skipped or resumed stage reports the whole of its work.
 
 Before a stage starts its engines, the engines this process holds that the stage does not use
 are closed (with one local worker, stages run in this process): a 7B generator must not hold
@@ -28,9 +30,12 @@ from pydantic import BaseModel
 from flows.fingerprints import claim_outputs
 from flows.pipeline import DEFAULT, Pipeline, load_pipeline
 from flows.recipe import RecipeBase
+from stages.accounting import stage_totals
 from stages.engine import engine_key, live_engine_configs, retain_engines
 from stages.engine.server import check_reachable, retain_servers, served, stop_servers
 from stages.executor import build_executor
+from stages.funnel import funnel
+from stages.funnel import markdown as funnel_markdown
 from stages.secrets import scrub
 
 
@@ -83,20 +88,21 @@ def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, sum
     if stage.run is not None:
         result = stage.run(pipeline.context(name, root, section, recipe, summary))
         return {**result, "seconds": round(time.time() - start, 2)}
-    source = pipeline.path(stage.inputs[0], root)
-    step = stage.step(source, pipeline.path(name, root), section, models=recipe.models_for(section))
+    source, output = pipeline.path(stage.inputs[0], root), pipeline.path(name, root)
+    step = stage.step(source, output, section, models=recipe.models_for(section))
     pending = len(step.pending())
-    if pending == 0:
-        return {"status": "complete, skipped", "pending_chunks": 0, "seconds": 0.0}
+    if pending == 0:  # the figures of the runs that did the work live beside its shards
+        return {"status": "complete, skipped", "pending_chunks": 0, "seconds": 0.0, **stage_totals(output)}
     engines = None
     if section.roles_used():
         step.models = stage_models(recipe, section, root / "logs" / "servers")
         engines = engines_for(recipe, section, step.models)
     build_executor([step], recipe.executor, root / "logs" / name, f"{recipe.name}-{name}").run()
     seconds = round(time.time() - start, 2)
-    stats = _stats(root / "logs" / name)
-    rate = round(stats.get("rows_in", 0) / seconds, 2) if seconds else None
-    result = {"status": "ran", "pending_chunks": pending, "seconds": seconds, "rows_per_second": rate, **stats}
+    this_run = _stats(root / "logs" / name)  # datatrove's, of this run's chunks only
+    rate = round(this_run.get("rows_in", 0) / seconds, 2) if seconds else None
+    result = {"status": "ran", "pending_chunks": pending, "seconds": seconds, "rows_per_second": rate}
+    result |= {"chunks_run": int(this_run.get("chunks_done", 0)), **stage_totals(output)}  # totals: every run's
     return result | ({"engines_at_start": engines} if engines is not None else {})
 
 
@@ -125,11 +131,22 @@ def summary_markdown(summary: dict) -> str:
             f"| {name} | {s.get('status', 'ran')} | {int(s.get('rows_in', 0))} | {int(s.get('rows_out', 0))} "
             f"| {drops or '-'} | {s.get('rows_per_second') or '-'} | {s.get('seconds', '-')} |"
         )
+    if summary.get("funnel"):
+        lines += ["", "### Funnel", "", funnel_markdown(summary["funnel"])]
     pub = summary["stages"].get("publish", {})
     if pub:
         path = pub.get("path")
         lines += ["", f"Dataset: `{path}` (card: `{path}/README.md`); configs: {pub.get('configs')}"]
     return "\n".join(lines)
+
+
+def record_stage(summary: dict, name: str, result: dict, root: Path) -> dict:
+    """Put stage `name`'s result into the run's `summary` with the funnel recomputed (what the card
+    and the inspector show), and rewrite `root/run.json`; returns `summary`."""
+    summary["stages"][name] = result
+    summary["funnel"] = funnel(summary["stages"])
+    (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
+    return summary
 
 
 def run_pipeline(pipeline: str, recipe: RecipeBase, root: Path) -> dict:
@@ -143,10 +160,10 @@ def run_pipeline(pipeline: str, recipe: RecipeBase, root: Path) -> dict:
     summary: dict = {"recipe": recipe.name, "out": str(root), "fingerprints": prints, "stages": {}, "complete": False}
     try:
         for name in spec.names:
-            summary["stages"][name] = stage_task(name, pipeline, recipe, root, prints[name], summary)
-            logger.info("%s: %s", name, scrub(str(summary["stages"][name])))
+            result = stage_task(name, pipeline, recipe, root, prints[name], summary)
             summary["complete"] = name == spec.names[-1]
-            (root / "run.json").write_text(scrub(json.dumps(summary, indent=2, default=str)))
+            record_stage(summary, name, result, root)
+            logger.info("%s: %s", name, scrub(str(result)))
     finally:
         stop_servers()  # served roles never outlive the run, failed or not
     return summary

@@ -4,8 +4,8 @@ from datasets import Features, Value
 
 PAIRS = Features(
     {
-        "pair_id": Value("string"),  # hash of kind, problem, prefix, chosen and rejected (dedup key)
-        "kind": Value("string"),  # step (CASPO) | trace (RLSF) | fidelity
+        "pair_id": Value("string"),  # hash of problem, prefix, chosen and rejected (dedup key, across kinds)
+        "kind": Value("string"),  # step (CASPO) | trace (RLSF) | fidelity; the first builder's if several made it
         "problem_id": Value("string"),
         "problem": Value("string"),
         "prefix": Value("string"),  # assistant text shared by both sides ("" for trace and fidelity pairs)
@@ -15,7 +15,9 @@ PAIRS = Features(
         "rejected_confidence": Value("float32"),
         "margin": Value("float32"),  # label/value difference between the sides (kind-specific, >= 0)
         "source": Value("string"),  # next_step_sampling | sibling_traces | trace_ranking | fidelity
-        "provenance": Value("string"),  # JSON: trace ids, step index, labels and labelers behind each side
+        # JSON: trace ids, step index, labels and labelers behind each side; `kinds` (every kind that
+        # made the pair) and `merged` (each other kind's source, margin and provenance)
+        "provenance": Value("string"),
     }
 )
 

@@ -3,7 +3,9 @@
 A stage reads validated Parquet shards, processes them in fixed chunks and writes one output
 shard per chunk, atomically, named after its input shard and chunk index. A chunk whose output
 exists is finished work: a killed worker loses at most the chunk it was on, and a re-run never
-duplicates a row. Rows the stage refuses go to a `rejects` shard with a reason code. A corrupt
+duplicates a row. Rows the stage refuses go to a `rejects` shard with a reason code. The chunk's
+figures (rows, rejects and drops by reason, tokens: its `stat_update`s) go to a stats file beside
+its shard (`stages.accounting`), so a stage's totals cover every run that did its work. A corrupt
 input shard does not stop the rest: every readable chunk is done first, then the stage fails
 naming each corrupt shard's path (fix or remove it, re-run, and only its chunks run). Subclasses
 implement one hook, `process_chunk`, and optionally `setup` (e.g. start an engine, lazily, only
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from tqdm import tqdm
 
 from schemas import REJECTS, SchemaError
+from stages.accounting import write_chunk_stats
 from stages.engine import Engine, EngineConfig, close_shared_engines, in_worker_process, shared_engine
 from stages.shards import read_table, rejects_dir, row_count, shard_paths, to_table, write_table
 
@@ -103,6 +108,7 @@ class ShardStage(PipelineStep):
     type = "Thoughtmill"
     in_features: Features
     out_features: Features
+    _chunk_counts: Counter[str] | None = None  # the figures of the chunk being processed
 
     def __init__(
         self,
@@ -135,6 +141,14 @@ class ShardStage(PipelineStep):
         default, start the engines of the purposes the configuration uses."""
         for purpose in self.cfg.roles_used():
             self.engine(purpose)
+
+    def stat_update(self, *labels: str, value: float = 1, unit: str | None = None) -> None:
+        """datatrove's statistics (this process's run), and the current chunk's figures, which are
+        written beside its shard (`stages.accounting`) so a run's totals survive resumes."""
+        super().stat_update(*labels, value=value, unit=unit)
+        if self._chunk_counts is not None:
+            for label in labels:
+                self._chunk_counts[label] += value
 
     def teardown(self) -> None:  # noqa: B027 - optional hook
         """Release what `setup` made."""
@@ -196,12 +210,19 @@ class ShardStage(PipelineStep):
                 if (table := tables[shard]) is None:
                     continue
                 rows = table.slice(chunk * self.chunk_size, self.chunk_size).to_pylist()
-                with self.track_time(unit="chunk"):
-                    outputs, rejects = self.process_chunk(rows)
-                self.stat_update("rows_in", value=len(rows))
-                self.stat_update("rows_out", value=len(outputs))
-                for r in rejects:
-                    self.stat_update(f"rejected_{r['reason']}")
+                self._chunk_counts, start = Counter(), time.perf_counter()
+                try:
+                    with self.track_time(unit="chunk"):
+                        outputs, rejects = self.process_chunk(rows)
+                    self.stat_update("rows_in", value=len(rows))
+                    self.stat_update("rows_out", value=len(outputs))
+                    for r in rejects:
+                        self.stat_update(f"rejected_{r['reason']}")
+                    counts = self._chunk_counts
+                finally:
+                    self._chunk_counts = None
+                # the chunk's figures first, its shard last: the shard marks the chunk (and them) done
+                write_chunk_stats(out, counts, time.perf_counter() - start)
                 write_table(to_table(rejects, REJECTS), self.rejects_dir / out.name, REJECTS)
                 write_table(to_table(outputs, self.out_features), out, self.out_features)
                 self.stat_update("chunks_done")

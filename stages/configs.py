@@ -200,7 +200,10 @@ def export_configs(
 
 def run_export(ctx: StageContext) -> dict:
     """The pipeline's `export` stage: the training configs from the label, pairs and frontier outputs."""
-    counts = export_configs(
-        ctx.inputs["label"], ctx.inputs.get("pairs"), ctx.inputs.get("frontier"), ctx.config, ctx.output
-    )
-    return {"status": "ran", "rows_out": sum(counts.values()), "configs": counts}
+    pairs = ctx.inputs.get("pairs")
+    counts = export_configs(ctx.inputs["label"], pairs, ctx.inputs.get("frontier"), ctx.config, ctx.output)
+    result = {"status": "ran", "rows_out": sum(counts.values()), "configs": counts}
+    if pairs is not None:  # `select` drops a pair only when its problem is outside the frontier band
+        pairs_in = sum(row_count(p) for p in shard_paths(pairs))
+        result |= {"pairs_in": pairs_in, "dropped_pairs_outside_frontier": pairs_in - counts["dpo"]}
+    return result

@@ -32,21 +32,24 @@ class FrontierConfig(ModelStageConfig):
     chunk_size: int = 4096
 
 
-def pass_rates(engine: Engine, problems: dict[str, dict], cfg: FrontierConfig) -> dict[str, float]:
+def pass_rates(engine: Engine, problems: dict[str, dict], cfg: FrontierConfig) -> tuple[dict[str, float], int]:
+    """Per problem, the fraction of the student's samples that verify; and the tokens it sampled."""
     ids = sorted(problems)
     prompts = [engine.chat_prompt(cfg.prompt_template.format(problem=problems[i]["problem"])) for i in ids]
     sampling = cfg.sampling.model_copy(update={"n": cfg.samples})
-    rates = {}
+    rates, tokens = {}, 0
     for pid, prompt, gen in zip(ids, prompts, engine.generate(prompts, sampling) if ids else []):
+        tokens += sum(len(s.token_ids) for s in gen.samples)
         opened = bool(prompt_opening(prompt))  # an R1-style template: a truncated sample is all thinking
         answers = [extract_answer(split_thinking(s.text, prompt_opened=opened).answer) for s in gen.samples]
         ok = [verify_answer(problems[pid]["gold_answer"], a, cfg.verifier) for a in answers]
         rates[pid] = sum(bool(x) for x in ok) / max(len(ok), 1)
-    return rates
+    return rates, tokens
 
 
-def likelihoods(engine: Engine, traces: list[dict], cfg: FrontierConfig) -> list[tuple[float, float]]:
-    """(NLL given the question, NLL without it), mean per token, under the student."""
+def likelihoods(engine: Engine, traces: list[dict], cfg: FrontierConfig) -> tuple[list[tuple[float, float]], int]:
+    """(NLL given the question, NLL without it), mean per token, under the student; and the
+    continuation tokens it scored."""
     empty = engine.chat_prompt("")
     prompts, conts = [], []
     for t in traces:
@@ -54,7 +57,7 @@ def likelihoods(engine: Engine, traces: list[dict], cfg: FrontierConfig) -> list
         conts += [t["completion"], t["completion"]]
     scores = engine.score(prompts, conts) if prompts else []
     nll = [math.nan if s is None else -sum(s) / max(len(s), 1) for s in scores]  # nan: over the context
-    return list(zip(nll[0::2], nll[1::2]))
+    return list(zip(nll[0::2], nll[1::2])), sum(len(s) for s in scores if s is not None)
 
 
 def decide(pass_rate: float, ifd: float, cfg: FrontierConfig) -> str:
@@ -76,9 +79,12 @@ class Frontier(ShardStage):
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         problems = {t["problem_id"]: t for t in rows}
         student = self.engine("student")
-        rates = pass_rates(student, problems, self.cfg)
+        rates, sampled = pass_rates(student, problems, self.cfg)
+        scores, scored = likelihoods(student, rows, self.cfg)
+        self.stat_update("tokens_generated", value=sampled)
+        self.stat_update("tokens_scored", value=scored)
         out = []
-        for t, (nll, nll_q0) in zip(rows, likelihoods(student, rows, self.cfg)):
+        for t, (nll, nll_q0) in zip(rows, scores):
             ifd = math.exp(nll - nll_q0)
             unscored = math.isnan(nll) or math.isnan(nll_q0)
             reason = "too_long_for_student" if unscored else decide(rates[t["problem_id"]], ifd, self.cfg)

@@ -2,13 +2,14 @@
 
 The inspector's tests need a run folder with every case the page must show (misaligned traces,
 confident errors, labeler disagreements, rationalized answers, pairs of every kind, frontier
-drops, rejects) without starting vLLM. Columns are generated with numpy and assembled as Arrow
+drops, rejects, the funnel) without starting vLLM. Columns are generated with numpy and assembled as Arrow
 arrays (no per-row dicts), then validated against `schemas` exactly as a stage writes them.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import pyarrow as pa
 from flows.pipeline import PIPELINE
 from schemas import FRONTIER, LABELED_TRACES, PAIRS, PROBLEMS, REJECTS
 from schemas.labels import LABELED_STEP
+from stages.accounting import stage_totals, write_chunk_stats
+from stages.funnel import funnel
 from stages.shards import rejects_dir, write_table
 
 TEMPLATES = (
@@ -151,9 +154,7 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
         "first_error": _int_or_null(first),
         "consensus": consensus,
         "provenance": [prov] * n,
-        # half the correct answers over a flaw repair it (self-corrected), half never do
-        "self_corrected": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 0),
-        "rationalized": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 1),
+        "rationalized": final_correct & (np.nan_to_num(first, nan=-1) >= 0),
         "overthinking": pa.array(rng.random(n) * 2, pa.float32()),
         "label_tokens": pa.array(rng.integers(0, 500, n), pa.int32()),
     }
@@ -267,19 +268,31 @@ def write_synthetic_run(
     write_table(gen_rejects, rejects_dir(folder["generate"]) / "problems-00000.parquet", REJECTS)
     label_rejects = rejects_table("label", ["judge_unparseable"] * 2)
     write_table(label_rejects, rejects_dir(folder["label"]) / "p-00000.parquet", REJECTS)
-    kept = int(frontier["keep"].to_numpy(zero_copy_only=False).sum())
+    # each stage's figures beside its shards, as `ShardStage` writes them, and run.json summed from them
+    decisions = Counter(frontier["drop_reason"].to_pylist())
+    kept = decisions.pop("")
+    for i in range(2):
+        refused = {"rejected_judge_unparseable": 2} if i == 0 else {}
+        figures = {"rows_in": half + len(refused) * 2, "rows_out": half} | refused
+        write_chunk_stats(folder["label"] / f"problems-00000-{i:05d}.parquet", figures, 1.0)
+    frontier_figures = {"rows_in": n_traces, "rows_out": n_traces, "kept": kept, "tokens_scored": 7 * n_traces}
+    write_chunk_stats(folder["frontier"] / "problems-00000-00000.parquet", frontier_figures | {
+        f"dropped_{reason}": n for reason, n in decisions.items()}, 1.0)  # fmt: skip
+    pairs_figures = {"pairs_candidates": pairs.num_rows + 30, "dropped_duplicate": 10, "dropped_per_problem_cap": 20}
+    pairs_figures |= {"rows_in": n_traces, "rows_out": pairs.num_rows, "next_step_tokens": 5 * n_traces}
+    write_chunk_stats(folder["pairs"] / "problems-00000-00000.parquet", pairs_figures, 1.0)
     stages = {
-        "problems": {"shards": 1, "stale_moved_to": None},
-        "generate": {
-            "status": "ran",
-            "rows_in": n_problems,
-            "rows_out": n_traces,
-            "seconds": 1.0,
-            "rejected_missing_answer": 3,
+        "problems": {"status": "ran", "shards": 1, "rows_out": n_problems + 4, "rejected_duplicate_problem": 1},
+        "generate": {"status": "ran", "rows_in": n_problems + 4, "rows_out": n_traces, "seconds": 1.0}
+        | {"rejected_missing_answer": 3, "rejected_prompt_too_long": 1, "tokens_generated": 50 * n_traces},
+        **{
+            name: {"status": "ran", "seconds": 1.0, **stage_totals(folder[name])}
+            for name in ("label", "pairs", "frontier")
         },
-        "label": {"status": "ran", "rows_in": n_traces, "rows_out": n_traces, "seconds": 1.0},
-        "pairs": {"status": "ran", "rows_in": n_traces, "rows_out": pairs.num_rows, "seconds": 1.0},
-        "frontier": {"status": "ran", "rows_in": n_traces, "rows_out": n_traces, "kept": kept, "seconds": 1.0},
     }
-    (root / "run.json").write_text(json.dumps({"recipe": "synthetic", "out": str(root), "stages": stages}, indent=2))
+    dpo = pairs.num_rows - 6
+    stages["export"] = {"status": "ran", "configs": {"sft": kept // 2, "prm": n_traces, "dpo": dpo, "traces": n_traces}}
+    stages["export"] |= {"pairs_in": pairs.num_rows, "dropped_pairs_outside_frontier": 6}
+    run = {"recipe": "synthetic", "out": str(root), "stages": stages, "funnel": funnel(stages)}
+    (root / "run.json").write_text(json.dumps(run, indent=2))
     return root

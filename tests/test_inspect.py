@@ -186,6 +186,13 @@ def test_page_in_browser(synthetic, tmp_path, browser):
         " + ':' + r.cells[1].textContent)"
     )
     assert len(drops) >= 4 and len(drops) == len(set(drops)) and not any(d.endswith(":kept") for d in drops), drops
+    steps = b.js(
+        "Object.fromEntries([...document.querySelectorAll('#funnel-table tr')].slice(1).map(r =>"
+        " [r.cells[0].textContent, Number(r.cells[2].textContent.replace(/,/g, ''))]))"
+    )
+    funnel = json.loads((synthetic / "run.json").read_text())["funnel"]  # the page shows run.json's funnel
+    assert {s["step"]: s["n"] for s in funnel["traces"]}.items() <= steps.items(), steps
+    assert steps["pairs: deduplicated"] == funnel["pairs"][1]["n"] and steps["config sft"] == funnel["configs"]["sft"]
     shot = b.screenshot(ARTIFACTS / "inspect-overview.png")
 
     b.js("document.querySelector('nav a[data-tab=traces]').click()")

@@ -18,14 +18,20 @@ def synthetic(tmp_path_factory) -> Path:
     return write_synthetic_run(tmp_path_factory.mktemp("inspect-stats") / "run", n_traces=400)
 
 
-def test_drop_table_lists_only_drops_each_once(synthetic):
-    """Folders hold every drop (a resumed stage's run.json counts only its last run); run.json
-    fills in stages without folders; kept rows are no drop."""
+def test_the_overview_funnel_is_run_jsons_and_lists_each_drop_once(synthetic):
+    """The funnel and its drops are run.json's (the card's too): frontier drops once, kept rows
+    no drop, duplicates apart from the per-problem cap, the frontier's `kept` its count."""
     src = locate(synthetic, PIPELINE.inputs_of("report", synthetic))
-    got = {(d["stage"], d["reason"]): (d["n"], d["source"]) for d in stats.drops(src)}
-    assert got[("generate", "missing_answer")] == (3, "rejects")  # run.json's count of it is not added
-    assert got[("generate", "prompt_too_long")] == (1, "rejects")
-    assert got[("label", "judge_unparseable")] == (2, "rejects")
-    frontier = {reason: n for (stage, reason), (n, source) in got.items() if stage == "frontier"}
-    kept = json.loads((synthetic / "run.json").read_text())["stages"]["frontier"]["kept"]
-    assert "kept" not in frontier and sum(frontier.values()) == 400 - kept
+    run = json.loads((synthetic / "run.json").read_text())
+    assert stats.run_funnel(src.run) == run["funnel"]
+    assert stats.run_funnel({"stages": run["stages"]}) == run["funnel"]  # a run.json without one: the same
+    f = run["funnel"]
+    got = {(d["stage"], d["reason"]): d["n"] for d in f["drops"]}
+    assert len(got) == len(f["drops"]) and not any(reason == "kept" for _, reason in got)
+    assert got[("generate", "missing_answer")] == 3 and got[("label", "judge_unparseable")] == 2
+    assert got[("pairs", "duplicate")] == 10 and got[("pairs", "per_problem_cap")] == 20
+    frontier = {reason: n for (stage, reason), n in got.items() if stage == "frontier"}
+    kept = run["stages"]["frontier"]["kept"]
+    assert sum(frontier.values()) == 400 - kept
+    assert [s["step"] for s in f["traces"]] == ["problems", "traces", "labeled", "kept"]
+    assert f["traces"][-1]["n"] == kept and f["tokens"]["frontier"]["total"] == 7 * 400

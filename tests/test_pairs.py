@@ -29,11 +29,12 @@ def fidelity_eligible(labeled: list[dict]) -> bool:
 
 def test_every_pair_kind_is_built_with_a_real_preference(demo_run):
     pairs = rows(PIPELINE.path("pairs", demo_run[0]), PAIRS)
-    kinds = {p["kind"] for p in pairs}
+    kinds = {k for p in pairs for k in json.loads(p["provenance"])["kinds"]}  # a pair two kinds made is one row
     # fidelity pairs need an unfaithful trace beside a faithful one; 48 sampled traces may have none
     eligible = fidelity_eligible(rows(PIPELINE.path("label", demo_run[0]), LABELED_TRACES))
     assert kinds == {"step", "trace"} | ({"fidelity"} if eligible else set()), (kinds, eligible)
     assert len({p["pair_id"] for p in pairs}) == len(pairs)
+    assert len({(p["problem_id"], p["prefix"], p["chosen"], p["rejected"]) for p in pairs}) == len(pairs)
     for p in pairs:
         assert p["chosen"].strip() != p["rejected"].strip()
         assert p["margin"] >= 0 and json.loads(p["provenance"])

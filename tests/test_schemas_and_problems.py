@@ -83,4 +83,4 @@ def test_problems_stage_resumes_missing_shards_then_skips_its_source(tmp_path, m
     assert [p.name for p in first] == sorted(p.name for p in ctx.output.glob("*.parquet"))
     assert first[0].stat().st_mtime_ns == kept  # the finished shard was not rewritten
     monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: pytest.fail("the source was read again"))
-    assert problem_shards.run_problems(ctx) == {"status": "complete, skipped", "shards": 3}
+    assert problem_shards.run_problems(ctx) == {"status": "complete, skipped", "shards": 3, "rows_out": 6}

@@ -53,11 +53,16 @@
     $("#cards").replaceChildren(...cards.map(([k, v]) => h("div", { class: "card" }, h("b", {}, v), k)));
     const rows = Object.entries(OV.rows).map(([k, v]) => {
       const s = OV.stages.find((x) => x.stage === k || (k === "labeled" && x.stage === "label") || (k === "traces" && (x.stage === "generate" || x.stage === "import")));
-      return [k, v, s ? s.status || "" : "", s ? s.rows_in ?? "" : "", s ? s.rows_out ?? "" : "", s && s.seconds != null ? s.seconds : ""];
+      return [k, v, s ? s.status || "" : "", s && s.seconds != null ? s.seconds : "", s && s.tokens != null ? s.tokens : ""];
     });
-    table($("#stage-table"), ["folder / config", "rows", "stage status", "rows in", "rows out", "seconds"], rows);
-    const drops = OV.drops.map((d) => [d.stage, d.reason, d.n, d.source]);  // each drop once (stats.drops)
-    table($("#drop-table"), ["stage", "reason", "rows", "from"], drops);
+    table($("#stage-table"), ["folder / config", "rows", "stage status", "seconds", "tokens"], rows);
+    // run.json's funnel (the card's too): each step with the drops that led to it, each drop once
+    const F = OV.funnel || {}, dropped = (s) => s.drops.filter((d) => d.n).map((d) => `${d.reason}: ${num(d.n)} ${d.unit}`).join(", ") || "–";
+    const steps = [...(F.traces || []).map((s) => [s.step, s.stage, s.n, s.unit, dropped(s)]),
+      ...Object.entries(F.configs || {}).map(([k, n]) => [`config ${k}`, "export", n, "rows", "–"]),
+      ...(F.pairs || []).map((s) => [`pairs: ${s.step}`, s.stage, s.n, s.unit, dropped(s)])];
+    table($("#funnel-table"), ["step", "stage", "count", "unit", "dropped on the way"], steps);
+    table($("#drop-table"), ["stage", "reason", "dropped", "unit"], (F.drops || []).map((d) => [d.stage, d.reason, d.n, d.unit]));
     table($("#filter-table"), ["filter", "traces (all)", "embedded", "meaning"], Object.entries(META.filters).map(([k, d]) => [k, T.filters[k], TRACES.filter((t) => t.flags.includes(k)).length, d]));
     charts();
   }

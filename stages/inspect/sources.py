@@ -1,12 +1,12 @@
 """Where the inspector's inputs live, for a run folder or a published dataset folder.
 
 A run folder (the `curate` flow's output root) has everything: labeled traces, pairs, frontier
-decisions, `*_rejects/` folders and `run.json`; where each stage's folder is, the pipeline spec
-says (`flows/pipeline.py`), and the caller passes it as `layout` (stage name -> folder). A
-published dataset folder only has `data/<config>/*.parquet`: its `traces` config is the
-labeled-traces table and its `dpo` config carries each pair's provenance, so the inspector shows
-what is there and says what is missing. Everything is read lazily with polars so statistics stay
-column-wise on large corpora.
+decisions and `run.json` (with the funnel: rows and drops by reason, `stages.funnel`); where each
+stage's folder is, the pipeline spec says (`flows/pipeline.py`), and the caller passes it as
+`layout` (stage name -> folder). A published dataset folder only has `data/<config>/*.parquet`:
+its `traces` config is the labeled-traces table and its `dpo` config carries each pair's
+provenance, so the inspector shows what is there and says what is missing. Everything is read
+lazily with polars so statistics stay column-wise on large corpora.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-
-from stages.shards import rejects_dir
 
 # Columns of the labeled-traces table the inspector never needs (large per-token arrays, raw text).
 SKIP_COLUMNS = {"completion", "prompt", "token_logprobs", "token_entropies", "token_offsets", "sampling", "thinking"}
@@ -34,7 +32,6 @@ class Sources:
     pairs: list[Path] = field(default_factory=list)
     pairs_format: str = "pairs"  # "pairs" (run's PAIRS shards) | "dpo" (published dpo config)
     frontier: list[Path] = field(default_factory=list)
-    rejects: list[Path] = field(default_factory=list)
     run: dict = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)  # rows per stage folder / published config
     missing: list[str] = field(default_factory=list)  # what this kind of folder cannot show
@@ -73,9 +70,8 @@ def locate(path: Path, layout: dict[str, Path] | None = None) -> Sources:
         rows = {folder.name: _rows(_parquet(folder)) for folder in layout.values() if folder.is_dir()}
         published = ((run.get("stages") or {}).get("publish") or {}).get("path")
         rows |= _config_rows(Path(published) / "data", "dataset/") if published else {}
-        rejects = [p for folder in layout.values() for p in _parquet(rejects_dir(folder))]
         pairs, frontier = (_parquet(layout[k]) if k in layout else [] for k in ("pairs", "frontier"))
-        return Sources(root, "run", traces, pairs, "pairs", frontier, rejects, run, rows)
+        return Sources(root, "run", traces, pairs, "pairs", frontier, run, rows)
     data = root / "data"
     if (data / "traces").is_dir():
         return Sources(
@@ -85,7 +81,7 @@ def locate(path: Path, layout: dict[str, Path] | None = None) -> Sources:
             _parquet(data / "dpo"),
             "dpo",
             rows=_config_rows(data, "dataset/"),
-            missing=["run.json stage stats", "rejects", "frontier decisions", "pairs outside the dpo config"],
+            missing=["run.json stage stats and funnel", "frontier decisions", "pairs outside the dpo config"],
         )
     raise ValueError(f"{root}: neither a run folder (labeled traces, run.json) nor a published dataset (data/traces/)")
 
@@ -154,9 +150,3 @@ def scan_frontier(src: Sources) -> pl.LazyFrame | None:
     if not src.frontier:
         return None
     return pl.scan_parquet(src.frontier).select("trace_id", "keep", "drop_reason", "pass_rate", "ifd")
-
-
-def scan_rejects(src: Sources) -> pl.LazyFrame | None:
-    if not src.rejects:
-        return None
-    return pl.scan_parquet(src.rejects).select("stage", "reason")

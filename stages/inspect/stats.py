@@ -1,8 +1,9 @@
 """Overview statistics over every trace of a corpus, computed column-wise with polars.
 
-The page embeds only a sample of traces, so everything the overview says (counts, drop reasons,
-calibration, first errors, length vs accuracy, labeler and thinking-answer agreement) is computed
-here over all rows, never from the embedded sample. Step confidence is exp(mean token logprob)
+The page embeds only a sample of traces, so everything the overview says (calibration, first
+errors, length vs accuracy, labeler and thinking-answer agreement) is computed here over all rows,
+never from the embedded sample; the funnel and its drops by reason are run.json's, as the
+dataset card's are (`stages.funnel`). Step confidence is exp(mean token logprob)
 of the step's own tokens, as in the dataset card's figures, so the two agree.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import polars as pl
 
 from schemas.labels import LABELERS
-from stages.inspect.sources import Sources, scan_frontier, scan_pairs, scan_rejects
+from stages.funnel import funnel
+from stages.inspect.sources import Sources, scan_pairs
 
 BINS = 10
 MAX_POSITION = 50  # first-error histogram: positions from this on share one bar
@@ -21,7 +23,7 @@ FILTERS: dict[str, str] = {
     "misaligned": "the thinking's concluded answer differs from the final answer",
     "confident_error": f"a wrong step (consensus first error) or a wrong final answer with confidence >= {CONFIDENT}",
     "disagreement": "the labelers disagree on the first error (consensus 'disagree')",
-    "rationalized": "a correct final answer over a flawed step that is never repaired (self-corrections excluded)",
+    "rationalized": "a correct final answer over a flawed step (consensus first error >= 0)",
 }
 
 
@@ -163,44 +165,19 @@ def thinking_agreement(lf: pl.LazyFrame) -> dict:
 
 
 def _run_stages(run: dict) -> list[dict]:
-    """run.json's per-stage stats; keys naming refused or dropped rows are the drop reasons."""
+    """run.json's per-stage status, time, chunks and tokens (rows and drops are the funnel's)."""
+    spent = run_funnel(run).get("tokens", {})
     out = []
     for name, s in (run.get("stages") or {}).items():
-        drops = {
-            k.removeprefix("rejected_").removeprefix("dropped_"): int(v)
-            for k, v in s.items()
-            if isinstance(v, int | float) and k.startswith(("rejected_", "dropped_"))
-        }
-        keep = ("status", "rows_in", "rows_out", "seconds", "rows_per_second", "shards")
-        out.append({"stage": name, **{k: s[k] for k in keep if k in s}, "drops": drops})
+        keep = ("status", "seconds", "compute_seconds", "chunks", "shards")
+        out.append({"stage": name, **{k: s[k] for k in keep if k in s}, "tokens": spent.get(name, {}).get("total")})
     return out
 
 
-def drops(src: Sources) -> list[dict]:
-    """Rows dropped, by stage and reason, each once: the rejects shards and the frontier's
-    decisions hold every drop of every run that wrote them (a resumed stage's run.json counts only
-    its last run's), so run.json's counts are used only for stages without such folders. Kept
-    rows and what a stage merely counts (e.g. candidate pairs it deduplicated) are not drops."""
-    out: list[dict] = []
-    rejects = scan_rejects(src)
-    if rejects is not None:
-        df = rejects.group_by("stage", "reason").len().sort("stage", "reason").collect()
-        out += [{"stage": s, "reason": r, "n": int(n), "source": "rejects"} for s, r, n in df.iter_rows()]
-    frontier = scan_frontier(src)
-    if frontier is not None:
-        df = frontier.filter(~pl.col("keep")).group_by("drop_reason").len().sort("drop_reason").collect()
-        out += [
-            {"stage": "frontier", "reason": r or "dropped", "n": int(n), "source": "frontier"}
-            for r, n in df.iter_rows()
-        ]
-    covered = {d["stage"] for d in out} | ({"frontier"} if frontier is not None else set())
-    out += [
-        {"stage": s["stage"], "reason": reason, "n": n, "source": "run.json"}
-        for s in _run_stages(src.run)
-        if s["stage"] not in covered
-        for reason, n in s["drops"].items()
-    ]
-    return out
+def run_funnel(run: dict) -> dict:
+    """The run's funnel as run.json has it (`stages.funnel`, the card's too), or computed the same
+    way from its stages (a run.json written before it had one); empty without run.json."""
+    return run.get("funnel") or (funnel(run["stages"]) if run.get("stages") else {})
 
 
 def pair_counts(src: Sources) -> dict[str, int]:
@@ -216,7 +193,7 @@ def overview(src: Sources, lf: pl.LazyFrame) -> dict:
         "totals": totals(lf),
         "rows": src.rows,
         "stages": _run_stages(src.run),
-        "drops": drops(src),
+        "funnel": run_funnel(src.run),
         "pairs": pair_counts(src),
         "calibration": calibration(lf),
         "first_error": first_errors(lf),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 
@@ -44,17 +44,25 @@ def make_pair(
     }
 
 
-def dedupe_and_cap(pairs: Iterable[dict | None], max_per_problem: int) -> list[dict]:
+def dedupe_and_cap(
+    pairs: Iterable[dict | None], max_per_problem: int, dropped: Counter[str] | None = None
+) -> list[dict]:
     """Drop duplicate pairs (same id) and keep at most `max_per_problem` per (problem, kind), in
-    the builders' priority order, so easy problems with many traces do not dominate."""
+    the builders' priority order, so easy problems with many traces do not dominate. `dropped`,
+    when given, counts the candidates left out by reason (`duplicate`, `per_problem_cap`)."""
     seen: set[str] = set()
     count: dict[tuple[str, str], int] = defaultdict(int)
+    dropped = Counter() if dropped is None else dropped
     out = []
     for p in pairs:
-        if p is None or p["pair_id"] in seen:
+        if p is None:
+            continue
+        if p["pair_id"] in seen:
+            dropped["duplicate"] += 1
             continue
         key = (p["problem_id"], p["kind"])
         if count[key] >= max_per_problem:
+            dropped["per_problem_cap"] += 1
             continue
         seen.add(p["pair_id"])
         count[key] += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Literal
 
 from pydantic import Field
@@ -51,8 +52,12 @@ class Pairs(ShardStage):
             )
         if "fidelity" in cfg.kinds:
             candidates += fidelity_pairs(rows)
-        pairs = dedupe_and_cap(candidates, cfg.max_pairs_per_problem)
+        dropped: Counter[str] = Counter()
+        pairs = dedupe_and_cap(candidates, cfg.max_pairs_per_problem, dropped)
+        # the pair funnel: candidates, then each drop once by reason (`stages.funnel`)
+        self.stat_update("pairs_candidates", value=sum(p is not None for p in candidates))
+        for reason in ("duplicate", "per_problem_cap"):
+            self.stat_update(f"dropped_{reason}", value=dropped[reason])
         for p in pairs:
             self.stat_update(f"pairs_{p['kind']}")
-        self.stat_update("pairs_dropped_duplicate_or_cap", value=sum(p is not None for p in candidates) - len(pairs))
         return pairs, []

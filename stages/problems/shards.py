@@ -80,6 +80,7 @@ def run_problems(ctx: StageContext) -> dict:
     else:
         result = {"status": "ran", "shards": len(write_problem_shards(ctx.config, ctx.output))}
         done.touch()
+    result["rows_out"] = sum(row_count(p) for p in shard_paths(ctx.output))  # from footers, as written
     counts: dict = reject_counts(ctx.output)
     if ctx.config.decontamination().enabled:
         counts["decontamination"] = decontamination_stats(ctx.output, counts)

@@ -23,6 +23,7 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
+from stages.funnel import markdown as funnel_markdown
 from stages.publish.figures import FIGURES, TraceStats
 from stages.publish.shards import SPLIT, ShardInfo
 from stages.secrets import scrub
@@ -33,8 +34,7 @@ CONFIG_DOCS = {
     "sft": "Conversational `messages` for supervised fine-tuning (`SFTTrainer`): prompt and the verified "
     "completion, reasoning inline as `<think>…</think>` or in `reasoning_content`.",
     "prm": "Step-wise `prompt`, `completions` and boolean `labels` for process reward models (`PRMTrainer`), "
-    "labels from the consensus of the step labelers, binarised by the recipe threshold (in a self-corrected "
-    "trace the steps from a repaired slip on are correct again unless `label.consensus.after_repair` is `carry`).",
+    "labels from the consensus of the step labelers, binarised by the recipe threshold.",
     "dpo": "Conversational `prompt`, `chosen`, `rejected` preference pairs (`DPOTrainer`) with `margin`, "
     "`kind` (step, trace or fidelity pair) and JSON `provenance`.",
     "traces": "The full annotated table: every trace with its steps, step confidences, each labeler's "
@@ -160,6 +160,10 @@ def provenance_section(meta: dict, traces: TraceStats | pa.Table | None) -> str:
 
 
 def counts_section(meta: dict) -> str:
+    """The run's funnel (`stages.funnel`, as in run.json) when the metadata has one; else the
+    counts and drops it was given."""
+    if meta.get("funnel"):
+        return "## Counts\n\n" + funnel_markdown(meta["funnel"])
     stages = meta.get("counts") or meta.get("stages") or {}
     drops = meta.get("drops") or {}
     parts = ["## Counts"]

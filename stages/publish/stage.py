@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from schemas import CONFIGS
 from stages.base import StageConfig, StageContext
+from stages.funnel import funnel
 from stages.paths import inside_root, relative_path, replaceable
 from stages.publish.card import render_card
 from stages.publish.figures import STATS_COLUMNS, TraceStats, write_figures
@@ -135,10 +136,11 @@ def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_roo
 
 def run_publish(ctx: StageContext) -> dict:
     """The pipeline's `publish` stage: every exported config (`ctx.inputs["export"]/<config>/`),
-    with the recipe and the run's stage statistics in the card."""
+    with the recipe and the run's funnel (as run.json has it) in the card."""
     configs = ctx.inputs["export"]
     inputs = {c: configs / c for c in CONFIGS if (configs / c).is_dir()}
     counts = {c: sum(row_count(p) for p in shard_paths(folder)) for c, folder in inputs.items()}
     recipe = ctx.recipe.model_dump(mode="json") if ctx.recipe is not None else {}
-    metadata = {"recipe": recipe, "stages": ctx.summary.get("stages", {}), "counts": counts}
+    stages = ctx.summary.get("stages", {})
+    metadata = {"recipe": recipe, "stages": stages, "counts": counts, "funnel": funnel(stages)}
     return {"status": "ran", **publish(inputs, metadata, ctx.config, ctx.root)}

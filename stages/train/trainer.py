@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from stages.engine import resolve_model
+from stages.pairs.common import pair_kinds
 
 RECORD = "thoughtmill-train.json"
 
@@ -62,8 +63,8 @@ def load_rows(cfg: TrainConfig):
     if cfg.method == "sft":
         return ds.map(sft_example, remove_columns=ds.column_names)
     if cfg.method == "dpo":
-        if cfg.kinds:
-            ds = ds.filter(lambda r: r["kind"] in cfg.kinds)
+        if cfg.kinds:  # a pair several builders made is one row: any of its kinds selects it
+            ds = ds.filter(lambda r: not set(pair_kinds(r)).isdisjoint(cfg.kinds))
         return ds.select_columns(["prompt", "chosen", "rejected"])
     return ds.select_columns(["prompt", "completions", "labels"])
 
