@@ -154,7 +154,9 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
         "first_error": _int_or_null(first),
         "consensus": consensus,
         "provenance": [prov] * n,
-        "rationalized": final_correct & (np.nan_to_num(first, nan=-1) >= 0),
+        # half the correct answers over a flaw repair it (self-corrected), half never do
+        "self_corrected": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 0),
+        "rationalized": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 1),
         "overthinking": pa.array(rng.random(n) * 2, pa.float32()),
         "label_tokens": pa.array(rng.integers(0, 500, n), pa.int32()),
     }

@@ -23,7 +23,7 @@ FILTERS: dict[str, str] = {
     "misaligned": "the thinking's concluded answer differs from the final answer",
     "confident_error": f"a wrong step (consensus first error) or a wrong final answer with confidence >= {CONFIDENT}",
     "disagreement": "the labelers disagree on the first error (consensus 'disagree')",
-    "rationalized": "a correct final answer over a flawed step (consensus first error >= 0)",
+    "rationalized": "a correct final answer over a flawed step that is never repaired (self-corrections excluded)",
 }
 
 

@@ -8,8 +8,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 
-def pair_id(kind: str, problem_id: str, prefix: str, chosen: str, rejected: str) -> str:
-    key = "\x00".join([kind, problem_id, prefix, chosen, rejected])
+def pair_id(problem_id: str, prefix: str, chosen: str, rejected: str) -> str:
+    """The pair's texts, not its kind: two builders that make the same pair make one row."""
+    key = "\x00".join([problem_id, prefix, chosen, rejected])
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -29,7 +30,7 @@ def make_pair(
     if chosen.strip() == rejected.strip():
         return None
     return {
-        "pair_id": pair_id(kind, trace["problem_id"], prefix, chosen, rejected),
+        "pair_id": pair_id(trace["problem_id"], prefix, chosen, rejected),
         "kind": kind,
         "problem_id": trace["problem_id"],
         "problem": trace["problem"],
@@ -40,34 +41,55 @@ def make_pair(
         "rejected_confidence": rejected_conf,
         "margin": max(0.0, margin),
         "source": source,
-        "provenance": json.dumps(provenance, sort_keys=True),
+        "provenance": json.dumps({**provenance, "kinds": [kind]}, sort_keys=True),
     }
 
 
 def dedupe_and_cap(
     pairs: Iterable[dict | None], max_per_problem: int, dropped: Counter[str] | None = None
 ) -> list[dict]:
-    """Drop duplicate pairs (same id) and keep at most `max_per_problem` per (problem, kind), in
-    the builders' priority order, so easy problems with many traces do not dominate. `dropped`,
-    when given, counts the candidates left out by reason (`duplicate`, `per_problem_cap`)."""
-    seen: set[str] = set()
-    count: dict[tuple[str, str], int] = defaultdict(int)
+    """One row per pair of texts, and at most `max_per_problem` per (problem, kind), in the
+    builders' priority order, so easy problems with many traces do not dominate. `dropped`, when
+    given, counts the candidates left out by reason (`duplicate`, `per_problem_cap`).
+
+    A pair two builders both make (a trace pair that is also a fidelity pair) would be trained on
+    twice by DPO: it is kept once, under the first kind, and the other kinds join its provenance
+    (`kinds`, and per kind its source, margin and provenance under `merged`) without using their cap.
+    """
     dropped = Counter() if dropped is None else dropped
-    out = []
+    kept: dict[str, dict] = {}
+    count: dict[tuple[str, str], int] = defaultdict(int)
     for p in pairs:
         if p is None:
             continue
-        if p["pair_id"] in seen:
+        if (first := kept.get(p["pair_id"])) is not None:
+            kept[p["pair_id"]] = merge_kinds(first, p)
             dropped["duplicate"] += 1
             continue
         key = (p["problem_id"], p["kind"])
         if count[key] >= max_per_problem:
             dropped["per_problem_cap"] += 1
             continue
-        seen.add(p["pair_id"])
         count[key] += 1
-        out.append(p)
-    return out
+        kept[p["pair_id"]] = p
+    return list(kept.values())
+
+
+def merge_kinds(first: dict, other: dict) -> dict:
+    """`first` with `other`'s kind added to its provenance (a repeat of a kind it has adds nothing)."""
+    prov = json.loads(first["provenance"])
+    if other["kind"] in prov["kinds"]:
+        return first
+    extra = {k: v for k, v in json.loads(other["provenance"]).items() if k != "kinds"}
+    prov["kinds"] = [*prov["kinds"], other["kind"]]
+    prov.setdefault("merged", {})[other["kind"]] = {"source": other["source"], "margin": other["margin"], **extra}
+    return {**first, "provenance": json.dumps(prov, sort_keys=True)}
+
+
+def pair_kinds(row: dict) -> list[str]:
+    """Every kind that made a pair (a `pairs` or `dpo` row): its provenance's `kinds`, else its
+    `kind` (rows written before pairs were merged across kinds)."""
+    return json.loads(row["provenance"] or "{}").get("kinds") or [row["kind"]]
 
 
 def by_problem(traces: Iterable[dict]) -> dict[str, list[dict]]:

@@ -34,9 +34,11 @@ CONFIG_DOCS = {
     "sft": "Conversational `messages` for supervised fine-tuning (`SFTTrainer`): prompt and the verified "
     "completion, reasoning inline as `<think>…</think>` or in `reasoning_content`.",
     "prm": "Step-wise `prompt`, `completions` and boolean `labels` for process reward models (`PRMTrainer`), "
-    "labels from the consensus of the step labelers, binarised by the recipe threshold.",
+    "labels from the consensus of the step labelers, binarised by the recipe threshold (in a self-corrected "
+    "trace the steps from a repaired slip on are correct again unless `label.consensus.after_repair` is `carry`).",
     "dpo": "Conversational `prompt`, `chosen`, `rejected` preference pairs (`DPOTrainer`) with `margin`, "
-    "`kind` (step, trace or fidelity pair) and JSON `provenance`.",
+    "`kind` (step, trace or fidelity pair) and JSON `provenance`; a pair several builders made is one row, "
+    "its kinds in `provenance.kinds`.",
     "traces": "The full annotated table: every trace with its steps, step confidences, each labeler's "
     "verdicts, the consensus labels and the fidelity metrics (for research and re-filtering).",
 }
