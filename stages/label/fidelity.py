@@ -1,7 +1,8 @@
 """Fidelity metrics: do the thinking and the answer agree, and is the thinking worth its length?
 
 Per trace: final correctness, the thinking's own conclusion and whether it matches the final
-answer, a correct answer over flawed steps (post-hoc rationalization), per-step information gain
+answer, a correct answer over flawed steps (self-corrected when a later step repairs the flaw,
+else post-hoc rationalization: `repair.py`, set by the label stage), per-step information gain
 (how much each step raises log p(gold answer) under the scoring model) and overthinking (thinking
 length relative to the correct traces of the same problem).
 """
