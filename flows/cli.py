@@ -8,32 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-
-def _models_eval(args: argparse.Namespace) -> int:
-    from infra.tiny_reasoner.evaluate import answer_accuracy, as_dict, judge_accuracy
-    from stages.engine import EngineConfig, build_engine
-
-    name = args.model if args.model.startswith("tiny:") or "/" in args.model else f"tiny:{args.model}"
-    engine = build_engine(EngineConfig(model=name, seed=args.seed, enforce_eager=True))
-    result = {"model": name, "answers": as_dict(answer_accuracy(engine, args.problems, args.samples, args.seed))}
-    if not args.no_judge:
-        result["judge"] = as_dict(judge_accuracy(engine, args.judge_tasks, seed=args.seed))
-    engine.close()
-    a = result["answers"]
-    print(
-        f"{name}: final-answer accuracy {a['accuracy']:.3f} over {a['samples']} samples "
-        f"({a['problems']} held-out problems, temperature 1.0); thinking-answer agreement "
-        f"{a['thinking_answer_agreement']:.3f}"
-    )
-    if "judge" in result:
-        j = result["judge"]
-        print(
-            f"{name}: judge accuracy {j['accuracy']:.3f} (earliest wrong step, exact match over {j['tasks']} tasks) "
-            f"vs always -1: {j['always_minus_one']:.3f}; unparseable verdicts {j['unparseable']:.3f}"
-        )
-    if args.json:
-        print(json.dumps(result))
-    return 0
+from flows.console import CommandParser, Parser, add_output_flags, quiet_env, report
+from flows.engine_cli import models_eval, serve
+from flows.run_cli import run as run_command
 
 
 def _problems(args: argparse.Namespace) -> int:
@@ -44,20 +21,6 @@ def _problems(args: argparse.Namespace) -> int:
     cfg = ProblemSourceConfig(kind="arithmetic", split=args.split, limit=args.n, seed=args.seed, **given)
     paths = write_problem_shards(cfg, Path(args.out))
     print(f"wrote {len(paths)} problems shard(s) to {args.out}")
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from flows.curate import curate
-    from flows.recipe import load_recipe, parse_overrides
-
-    recipe = load_recipe(args.recipe, parse_overrides(args.set), args.pipeline)
-    summary = curate(recipe, str(Path(args.out or f"out/{recipe.name}")), pipeline=args.pipeline)
-    pub, report = summary["stages"]["publish"], summary["stages"]["report"]
-    where = f"https://huggingface.co/datasets/{pub['repo_id']}" if pub.get("repo_id") else pub["path"]
-    print(f"thoughtmill: run {recipe.name!r} finished; output root {summary['out']} (run.json: stage stats)")
-    print(f"thoughtmill: dataset {where} (configs: {', '.join(pub['configs'])}); card {pub['path']}/README.md")
-    print(f"thoughtmill: trace inspector {report['path']} (open it in a browser)")
     return 0
 
 
@@ -99,36 +62,6 @@ def _improve(args: argparse.Namespace) -> int:
         figures = ", ".join(f"{k} {v[0]:.3f}" for k, v in row["eval"].items() if v[0] is not None)
         print(f"round {row['round']}: {row['policy']}: {figures}")
     print(f"thoughtmill: improve record {record['out']}/improve.json; final policy {record['policy']}")
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import signal
-    import time
-
-    from flows.recipe import load_recipe, parse_overrides
-    from stages.engine.server import VLLMServer, standalone
-
-    recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    if args.role not in recipe.models:
-        raise SystemExit(f"thoughtmill: error: recipe {recipe.name!r} has no model role {args.role!r}; "
-                         f"roles: {sorted(recipe.models)}")  # fmt: skip
-    config = standalone(recipe.models[args.role], args.port)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    with VLLMServer(config, args.role, Path(args.log_dir) if args.log_dir else None) as server:
-        print(f"thoughtmill: serving role {args.role!r} ({config.model} as {config.request_model!r}) at "
-              f"{server.url}; log {server.log_path}")  # fmt: skip
-        print(f"thoughtmill: point a recipe at it: --set models.{args.role}.serve=null "
-              f"--set models.{args.role}.base_url={server.url}; Ctrl-C stops it", flush=True)  # fmt: skip
-        try:
-            while server.alive() and not stop:
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            pass
-        if not server.alive():
-            print(f"thoughtmill: error: the server exited; log {server.log_path}:\n{server.log_tail()}")
-            return 1
     return 0
 
 
@@ -207,8 +140,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="thoughtmill", description="Curate aligned reasoning corpora.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = Parser(prog="thoughtmill", description="Curate aligned reasoning corpora.")
+    add_output_flags(ap)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     run = sub.add_parser("run", help="run the curate flow for a recipe")
     run.add_argument("--recipe", default="demo", help="a recipe name in flows/recipes/ or a YAML path")
@@ -216,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     run.add_argument("--pipeline", default="flows.pipeline:PIPELINE",
                      help="module:attribute of a Pipeline (flows.pipeline:RELABEL for imported traces)")  # fmt: skip
-    run.set_defaults(func=_run)
+    run.set_defaults(func=run_command)
 
     ev_ = sub.add_parser("eval", help="evaluate models' thinking (the evaluate flow), or `eval compare A B`")
     ev_.add_argument("action", nargs="*", help="empty to evaluate; `compare A B` to compare two evaluations")
@@ -254,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, help="port (default: the role's serve.port or its base_url's)")
     srv.add_argument("--log-dir", help="folder of the server's log (default: a temporary folder)")
     srv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
-    srv.set_defaults(func=_serve)
+    srv.set_defaults(func=serve)
 
     pipe = sub.add_parser("pipeline", help="print the pipeline's stages: what each reads, writes and uses")
     pipe.add_argument("--pipeline", default="flows.pipeline:PIPELINE", help="module:attribute of a Pipeline")
@@ -282,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-judge", action="store_true")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true")
-    ev.set_defaults(func=_models_eval)
+    ev.set_defaults(func=models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
     bench.add_argument("what", choices=["generate", "import", "label", "loop", "prune", "publish", "reliability"])
@@ -316,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        with quiet_env(args.verbose):
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("thoughtmill: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, exit 2 for the user's input, 1 for a crash
+        return report(exc, args.debug)
 
 
 if __name__ == "__main__":
