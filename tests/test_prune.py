@@ -11,7 +11,7 @@ import pytest
 
 from schemas import PROBLEMS, REJECTS, TRACES
 from stages.engine import Generation, Sample, SamplingConfig
-from stages.generate import Generate, GenerateConfig, problem_seed
+from stages.generate import Generate, GenerateConfig, build_trace, problem_seed
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.prune import StrategyConfig, run_strategy, vote
 from stages.prune.chunked import concat
@@ -216,3 +216,26 @@ def test_each_strategy_on_real_vllm_gives_whole_traces_and_accounts_for_every_to
         assert all(len(o.kept) == 2 and len(o.pruned) == 2 for o in outs)
     if name == "think_at_n":
         assert all(len(o.kept) == 2 for o in outs) and all(p.tokens <= 50 for o in outs for p in o.pruned)
+
+
+@pytest.mark.vllm
+def test_pruned_rollouts_label_traces_with_their_own_token_count(teacher_engine):
+    from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
+
+    rows = list(load_problems(ProblemSourceConfig(split="eval", limit=3)))
+    prompts = [teacher_engine.chat_prompt(r["problem"]) for r in rows]
+    gens = teacher_engine.generate(prompts, SamplingConfig(n=1, max_tokens=300, logprobs=1, seed=3))
+    traces = []
+    for r, p, g in zip(rows, prompts, gens):
+        t = build_trace(r, 0, g.samples[0], teacher_engine.name, "{}", p, GenerateConfig())
+        if t["steps"]:
+            traces.append(t)
+    pruning = StrategyConfig(kind="deepconf", percentile=10, warmup=2, window=16, consensus=0.95)
+    base = dict(strategy="per_step", k=4, max_tokens=200, seed=5)
+    plain = MonteCarloLabeler(teacher_engine, RolloutConfig(**base)).label(traces)
+    pruned = MonteCarloLabeler(teacher_engine, RolloutConfig(**base, pruning=pruning)).label(traces)
+    for p, q in zip(plain, pruned):
+        assert all(v is None or 0 <= v <= 1 for v in q.step_values)
+        assert 0 < q.tokens and len(q.step_values) == len(p.step_values)
+    # the consensus stop skips the rest of a prefix's rollouts once the warm-up agrees
+    assert sum(q.tokens for q in pruned) < sum(p.tokens for p in plain)

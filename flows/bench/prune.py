@@ -6,8 +6,9 @@ a bootstrap 95% interval over problems, and wall time. Every arm and its setting
 before any run (seeds included): the table reports all of them. `sample-chunked` is plain sampling
 advanced `chunk_tokens` at a time with nothing stopped: what chunk-boundary stopping costs by
 itself (wall time, prefill recomputed past the prefix cache). Calibration: how well a trace's
-lowest group confidence (and the tail of its tokens) separates right answers from wrong ones
-(AUROC over plain sampling's traces), which bounds what any confidence filter can do.
+lowest group confidence (and its mean token confidence) separates right answers from wrong ones
+(AUROC over plain sampling's traces), which bounds what any confidence filter can do. Then the
+label stage's MC rollouts with each pruning strategy (`flows/bench/prune_rollouts.py`).
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ def bench_model(model: str, problems: int, on_arm=None) -> dict:
 
     def record(name: str, outs: list[Outcome], seconds: float, weighted: bool, cache: dict) -> None:
         correct = [_correct(vote(p, o, weighted), r["answer"]) for r, p, o in zip(rows, prompts, outs)]
+        majority = [_correct(vote(p, o, False), r["answer"]) for r, p, o in zip(rows, prompts, outs)]
         arms[name] = {
             "tokens": sum(o.tokens_generated for o in outs),
+            "accuracy_majority": float(np.mean(majority)),  # the kept traces voting unweighted
             "tokens_pruned": sum(o.tokens_pruned for o in outs),
             "kept_per_problem": float(np.mean([len(o.kept) for o in outs])),
             "accuracy": bootstrap_interval([float(c) for c in correct]),
@@ -144,7 +147,8 @@ def _print_arm(model: str, name: str, a: dict, plain: dict | None) -> None:
     share = a["tokens"] / plain["tokens"] if plain else 1.0
     print(
         f"{model} | {name} | tokens {a['tokens']} ({share:.0%} of plain, pruned {a['tokens_pruned']}) | "
-        f"acc {est:.3f} [{lo:.3f}, {hi:.3f}]{_diff(a)} | kept/problem {a['kept_per_problem']:.2f} | "
+        f"acc {est:.3f} [{lo:.3f}, {hi:.3f}]{_diff(a)} (unweighted {a['accuracy_majority']:.3f}) | "
+        f"kept/problem {a['kept_per_problem']:.2f} | "
         f"{a['seconds']:.1f} s | "
         f"prefill recomputed {a['prefill_recomputed']}",
         flush=True,
@@ -152,6 +156,8 @@ def _print_arm(model: str, name: str, a: dict, plain: dict | None) -> None:
 
 
 def main(problems: int = 100, models: tuple[str, ...] = ("tiny:teacher", "tiny:student")) -> list[dict]:
+    from flows.bench.prune_rollouts import bench_rollouts, print_rollouts
+
     results = []
     for model in models:
         r = bench_model(model, problems, on_arm=_print_arm)
@@ -164,4 +170,6 @@ def main(problems: int = 100, models: tuple[str, ...] = ("tiny:teacher", "tiny:s
             flush=True,
         )
         results.append(r)
-    return results
+    rollouts = bench_rollouts()
+    print_rollouts(rollouts)
+    return [*results, rollouts]

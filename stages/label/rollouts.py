@@ -9,19 +9,25 @@ right and that never reflects: the trace itself is a successful rollout from eac
 prefixes. A right trace that reflects ("Wait, ...") is searched before its last reflection,
 where a self-corrected slip hides behind the right answer; and since a reflection can repair
 what came before it, the search runs segment by segment between reflections.
+
+The k completions can be spent by a pruning strategy (`stages.prune`, the `pruning` section): the
+MC value is then the share of the completions it kept that reach the answer (0 when it kept none:
+no confident completion reached it), and the tokens are all it generated, pruned ones included.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.engine import Engine, SamplingConfig
 from stages.label.base import TraceLabel, labels_from_first_error, step_prefix
 from stages.label.verify import verify_answer
+from stages.prune import StrategyConfig, run_strategy
 
 
 class RolloutConfig(BaseModel):
@@ -35,6 +41,8 @@ class RolloutConfig(BaseModel):
     trust_correct_traces: bool = True  # binary search: a correct trace needs no rollouts...
     # ...except before its last reflection step ("Wait, ..."), where a slip may have been fixed
     reflection_pattern: str = r"^\W*(wait|hmm|hold on|actually|but wait)\b"
+    # how the k completions are spent: plain sampling, or a confidence-pruned strategy
+    pruning: StrategyConfig = Field(default_factory=StrategyConfig)
 
 
 def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bool:
@@ -47,12 +55,16 @@ def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bo
 def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]]) -> list[tuple[float | None, int]]:
     """(MC value, tokens generated) of each (trace, prefix text): k completions of the prefix,
     the fraction whose answer verifies against the trace's gold answer; None when the engine
-    could not complete it (e.g. a prefix longer than the context). One engine call."""
+    could not complete it (e.g. a prefix longer than the context). One engine call, or one
+    strategy run when the completions are pruned."""
     if not items:
         return []
+    pruned = cfg.pruning.kind != "sample"
     sampling = SamplingConfig(
-        n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed, logprobs=0
+        n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed, logprobs=5 if pruned else 0
     )
+    if pruned:
+        return _pruned_values(engine, cfg, items, sampling)
     out = []
     for (trace, prefix), gen in zip(items, engine.generate([p for _, p in items], sampling)):
         if gen.error or not gen.samples:
@@ -60,6 +72,20 @@ def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, s
             continue
         hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for s in gen.samples)
         out.append((hits / len(gen.samples), sum(len(s.offsets) for s in gen.samples)))
+    return out
+
+
+def _pruned_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]], sampling: SamplingConfig):
+    # a strategy seeds each completion itself: from the prefix, so a re-run rolls out the same
+    seeds = [int(hashlib.sha256(f"{cfg.seed}\x00{p}".encode()).hexdigest()[:8], 16) for _, p in items]
+    outcomes = run_strategy(cfg.pruning, engine.generate, [p for _, p in items], seeds, sampling, engine.name)
+    out = []
+    for (trace, prefix), o in zip(items, outcomes):
+        if not o.kept and all(p.reason == "generation_error" for p in o.pruned):
+            out.append((None, o.tokens_generated))
+            continue
+        hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for _, s in o.kept)
+        out.append((hits / len(o.kept) if o.kept else 0.0, o.tokens_generated))
     return out
 
 
