@@ -46,6 +46,10 @@ def test_window_statistics_match_a_hand_computed_example():
     assert first_window_below(conf, 8, 10.0) is None  # no full window yet: never judged
     with pytest.raises(ValueError, match="topk_mean"):
         token_confidence(Sample("ab", [1, 2], "stop"))
+    # the drawn token's own logprob: a sampled slip lowers it where C_i stays put
+    slip = Sample("ab", [1, 2], "stop", logprobs=[-0.1, -4.0], topk_mean=[-3.0, -3.0])
+    assert token_confidence(slip).tolist() == [3.0, 3.0]
+    assert token_confidence(slip, "chosen").tolist() == [-0.1, -4.0]
 
 
 def test_weighted_vote_and_top_share():

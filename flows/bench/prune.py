@@ -26,6 +26,7 @@ from stages.prune.chunked import Partial, advance, sub_seed
 from stages.prune.confidence import lowest_group_confidence, token_confidence
 
 TINY = {"enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}  # the demo recipe's
+CHOSEN = {"confidence": "chosen", "window": 16}
 SAMPLING = SamplingConfig(n=8, temperature=1.0, max_tokens=400, logprobs=5, seed=0)
 ARMS: dict[str, tuple[StrategyConfig, bool]] = {  # name -> (strategy, confidence-weighted vote)
     "sample": (StrategyConfig(kind="sample"), False),
@@ -38,6 +39,15 @@ ARMS: dict[str, tuple[StrategyConfig, bool]] = {  # name -> (strategy, confidenc
     ),
     "cat b=2 (p50)": (StrategyConfig(kind="cat", branch=2, percentile=50), True),
     "think_at_n eta=50%": (StrategyConfig(kind="think_at_n", eta=0.5), False),
+    # added after the first run showed DeepConf's statistic blind to the tiny models' errors
+    # (sampled slips): the drawn token's logprob, over shorter windows
+    "chosen-token offline eta=50%": (StrategyConfig(kind="deepconf", mode="offline", eta=0.5, **CHOSEN), True),
+    "chosen-token online high (p10)": (StrategyConfig(kind="deepconf", percentile=10, warmup=2, **CHOSEN), True),
+    "chosen-token online low (p90)": (StrategyConfig(kind="deepconf", percentile=90, warmup=2, **CHOSEN), True),
+    "chosen-token online high + consensus 0.95": (
+        StrategyConfig(kind="deepconf", percentile=10, warmup=2, consensus=0.95, **CHOSEN),
+        True,
+    ),
 }
 
 
@@ -58,19 +68,23 @@ def _correct(answer: str | None, gold: str) -> bool:
 
 
 def calibration(rows, prompts, outcomes, window: int) -> dict:
-    """AUROC (with bootstrap intervals over problems) of a trace's lowest group confidence and of
-    its mean token confidence for its answer being right, over plain sampling's traces."""
-    groups_low, groups_mean = [], []
-    for row, prompt, out in zip(rows, prompts, outcomes):
-        ok = np.array([_correct(final_answer(prompt, s), row["answer"]) for _, s in out.kept], dtype=bool)
-        conf = [token_confidence(s) for _, s in out.kept]
-        groups_low.append((np.array([lowest_group_confidence(c, window) for c in conf]), ok))
-        groups_mean.append((np.array([c.mean() if len(c) else np.nan for c in conf]), ok))
-    return {
-        "auroc_lowest_group": bootstrap_pooled(groups_low, auroc),
-        "auroc_mean_token": bootstrap_pooled(groups_mean, auroc),
-        "trace_accuracy": float(np.mean(np.concatenate([g[1] for g in groups_low]))),
+    """AUROC (with bootstrap intervals over problems), over plain sampling's traces, of statistics
+    of a trace for its answer being right: the lowest group confidence and the mean token
+    confidence by DeepConf's token confidence, and the lowest group of the drawn tokens' logprobs."""
+    stats = {
+        "auroc_lowest_group": lambda s: lowest_group_confidence(token_confidence(s), window),
+        "auroc_mean_token": lambda s: float(token_confidence(s).mean()) if s.topk_mean else np.nan,
+        "auroc_lowest_group_chosen": lambda s: lowest_group_confidence(token_confidence(s, "chosen"), CHOSEN["window"]),
     }
+    oks = [
+        np.array([_correct(final_answer(p, s), r["answer"]) for _, s in o.kept], dtype=bool)
+        for r, p, o in zip(rows, prompts, outcomes)
+    ]
+    out = {
+        name: bootstrap_pooled([(np.array([f(s) for _, s in o.kept]), ok) for o, ok in zip(outcomes, oks)], auroc)
+        for name, f in stats.items()
+    }
+    return out | {"trace_accuracy": float(np.mean(np.concatenate(oks)))}
 
 
 def bench_model(model: str, problems: int, on_arm=None) -> dict:
@@ -110,7 +124,7 @@ def bench_model(model: str, problems: int, on_arm=None) -> dict:
         return outs, seconds, {k: after[k] - before[k] for k in after}
 
     for name, (strategy, weighted) in ARMS.items():
-        if name.startswith("deepconf-offline"):  # the same traces as plain sampling: filter those
+        if "offline" in name:  # the same traces as plain sampling: filter those
             outs, seconds, cache = timed(
                 lambda s=strategy, g=plain_gens: run_strategy(s, lambda *_: g, prompts, seeds, SAMPLING)
             )
@@ -162,11 +176,12 @@ def main(problems: int = 100, models: tuple[str, ...] = ("tiny:teacher", "tiny:s
     for model in models:
         r = bench_model(model, problems, on_arm=_print_arm)
         cal = r["calibration"]
-        low, mean = cal["auroc_lowest_group"], cal["auroc_mean_token"]
+        low, mean, chosen = cal["auroc_lowest_group"], cal["auroc_mean_token"], cal["auroc_lowest_group_chosen"]
         print(
             f"{model} calibration over plain traces (accuracy {cal['trace_accuracy']:.3f}): AUROC lowest group "
             f"confidence {low[0]:.3f} [{low[1]:.3f}, {low[2]:.3f}], mean token confidence {mean[0]:.3f} "
-            f"[{mean[1]:.3f}, {mean[2]:.3f}]",
+            f"[{mean[1]:.3f}, {mean[2]:.3f}], lowest group of chosen-token logprobs {chosen[0]:.3f} "
+            f"[{chosen[1]:.3f}, {chosen[2]:.3f}]",
             flush=True,
         )
         results.append(r)

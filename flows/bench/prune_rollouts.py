@@ -24,6 +24,9 @@ ARMS: dict[str, StrategyConfig] = {
     "deepconf-online high + consensus 0.95": StrategyConfig(
         kind="deepconf", percentile=10, warmup=2, window=16, consensus=0.95
     ),
+    "chosen-token online high (p10)": StrategyConfig(
+        kind="deepconf", percentile=10, warmup=2, window=16, confidence="chosen"
+    ),
 }
 
 

@@ -34,6 +34,8 @@ class StrategyConfig(BaseModel):
     kind: Literal["sample", "deepconf", "cat", "think_at_n"] = "sample"
     mode: Literal["offline", "online"] = "online"  # deepconf
     window: int = Field(32, ge=1)  # tokens per group-confidence window
+    # token confidence: DeepConf's (-mean of the top-k logprobs), or the drawn token's logprob
+    confidence: Literal["topk_mean", "chosen"] = "topk_mean"
     # online deepconf: stop threshold at this percentile of the warm-up traces' lowest group
     # confidence (10: DeepConf-high, 90: DeepConf-low); cat: a round's candidates below this
     # percentile of the round are dropped

@@ -29,9 +29,9 @@ from stages.prune.confidence import lowest_group_confidence, token_confidence
 from stages.prune.outcome import Outcome, Pruned
 
 
-def step_confidence(p: Partial) -> float:
-    """Mean C_i over the tokens of `p`'s latest chunk (its last step)."""
-    conf = token_confidence(p.sample)[p.new_from :]
+def step_confidence(p: Partial, kind: str = "topk_mean") -> float:
+    """Mean token confidence over the tokens of `p`'s latest chunk (its last step)."""
+    conf = token_confidence(p.sample, kind)[p.new_from :]
     return float(conf.mean()) if len(conf) else float("nan")
 
 
@@ -70,7 +70,7 @@ def _select(cfg, row: list[Partial], out: Outcome, slots: int) -> list[Partial]:
             out.pruned.append(Pruned(c.index, None, "generation_error", c.error or "no samples"))
     if not ok:
         return []
-    conf = np.array([step_confidence(c) for c in ok])
+    conf = np.array([step_confidence(c, cfg.confidence) for c in ok])
     conf = np.where(np.isnan(conf), -np.inf, conf)  # an empty step ranks last
     threshold = float(np.percentile(conf[np.isfinite(conf)], cfg.percentile)) if np.isfinite(conf).any() else -np.inf
     order = np.argsort(-conf, kind="stable")
@@ -90,7 +90,7 @@ def _select(cfg, row: list[Partial], out: Outcome, slots: int) -> list[Partial]:
     for c in survivors:
         if c.done:
             out.kept.append((c.index, c.sample))
-            out.weights.append(lowest_group_confidence(token_confidence(c.sample), cfg.window))
+            out.weights.append(lowest_group_confidence(token_confidence(c.sample, cfg.confidence), cfg.window))
         else:
             going.append(c)
     return going

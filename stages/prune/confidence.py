@@ -2,6 +2,9 @@
 
 Token confidence C_i = -(mean of the top-k logprobs at position i): high when the model's top-k
 alternatives are all unlikely except the chosen one (a peaked distribution), low when it hesitates.
+It describes the distribution, not the token drawn from it: a sampled slip (a low-probability
+token drawn at temperature 1) leaves it unchanged. The `chosen` variant is the drawn token's own
+logprob, which a slip lowers.
 Group confidence is the mean of C over a sliding window of `w` tokens; a trace's lowest group
 confidence is the minimum over its windows (a trace shorter than `w` is one window). The vote
 weights a trace's answer by its confidence.
@@ -18,10 +21,13 @@ from stages.engine import Sample
 from stages.prune.outcome import sample_tokens
 
 
-def token_confidence(sample: Sample) -> np.ndarray:
-    """C_i for every token of `sample`. Needs the engine's top-k means (`Sample.topk_mean`): the
-    chosen token's logprob alone is a different statistic, and silently substituting it would
-    move every threshold."""
+def token_confidence(sample: Sample, kind: str = "topk_mean") -> np.ndarray:
+    """Every token's confidence in `sample`: DeepConf's C_i (`topk_mean`), or the chosen token's
+    logprob (`chosen`). C_i needs the engine's top-k means (`Sample.topk_mean`): the chosen
+    token's logprob is a different statistic, and silently substituting it would move every
+    threshold."""
+    if kind == "chosen":
+        return np.asarray(sample.logprobs, dtype=np.float64)
     if len(sample.topk_mean) != sample_tokens(sample) or not sample.token_ids:
         raise ValueError(
             "confidence pruning needs the engine's per-token top-k logprob means (Sample.topk_mean); "

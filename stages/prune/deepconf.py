@@ -25,8 +25,8 @@ from stages.prune.confidence import first_window_below, keep_top, lowest_group_c
 from stages.prune.outcome import Outcome, Pruned, final_answer
 
 
-def trace_confidence(sample, window: int) -> float:
-    return lowest_group_confidence(token_confidence(sample), window)
+def trace_confidence(sample, cfg) -> float:
+    return lowest_group_confidence(token_confidence(sample, cfg.confidence), cfg.window)
 
 
 def offline(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[int], sampling: SamplingConfig):
@@ -38,7 +38,7 @@ def offline(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[i
             out.pruned.append(Pruned(0, None, "generation_error", gen.error or "no samples"))
             outcomes.append(out)
             continue
-        scores = [trace_confidence(s, cfg.window) for s in gen.samples]
+        scores = [trace_confidence(s, cfg) for s in gen.samples]
         keep = set(keep_top(scores, cfg.eta))
         for i, (s, c) in enumerate(zip(gen.samples, scores)):
             if i in keep:
@@ -67,7 +67,7 @@ def online(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[in
     run_to_end(generate, [p for ps in traces for p in ps[:warm]], sampling)
     thresholds, stopped = [], {}  # stopped: id(partial) -> (reason, detail)
     for ps in traces:
-        mins = [trace_confidence(p.sample, cfg.window) for p in ps[:warm] if p.sample is not None]
+        mins = [trace_confidence(p.sample, cfg) for p in ps[:warm] if p.sample is not None]
         mins = [m for m in mins if not np.isnan(m)]
         # no usable warm-up (every warm-up trace failed): nothing to calibrate on, so no stopping
         thresholds.append(float(np.percentile(mins, cfg.percentile)) if mins else -np.inf)
@@ -75,9 +75,7 @@ def online(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[in
     def check_consensus(ps: list[Partial]) -> None:
         if cfg.consensus is None:
             return
-        finished = [
-            (p, trace_confidence(p.sample, cfg.window)) for p in ps if p.done and p.sample and id(p) not in stopped
-        ]
+        finished = [(p, trace_confidence(p.sample, cfg)) for p in ps if p.done and p.sample and id(p) not in stopped]
         if len(finished) < warm:
             return
         share = _agreement(ps[0].prompt, finished)
@@ -98,7 +96,8 @@ def online(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[in
             if p.sample is None:
                 continue
             k = owner[id(p)]
-            at = first_window_below(token_confidence(p.sample), cfg.window, thresholds[k], start=p.new_from)
+            conf = token_confidence(p.sample, cfg.confidence)
+            at = first_window_below(conf, cfg.window, thresholds[k], start=p.new_from)
             if at is not None:
                 p.done = True
                 stopped[id(p)] = (
@@ -107,10 +106,10 @@ def online(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[in
                 )
         for ps in traces:
             check_consensus(ps)
-    return [_collect(ps, stopped, cfg.window) for ps in traces]
+    return [_collect(ps, stopped, cfg) for ps in traces]
 
 
-def _collect(ps: list[Partial], stopped: dict, window: int) -> Outcome:
+def _collect(ps: list[Partial], stopped: dict, cfg) -> Outcome:
     out = Outcome()
     for p in ps:
         if id(p) in stopped:
@@ -119,5 +118,5 @@ def _collect(ps: list[Partial], stopped: dict, window: int) -> Outcome:
             out.pruned.append(Pruned(p.index, None, "generation_error", p.error or "no samples"))
         else:
             out.kept.append((p.index, p.sample))
-            out.weights.append(trace_confidence(p.sample, window))
+            out.weights.append(trace_confidence(p.sample, cfg))
     return out
