@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flows.console import CommandParser, Parser, add_output_flags, quiet_env, report
 from flows.engine_cli import models_eval, serve
+from flows.run_cli import flow_output
 from flows.run_cli import run as run_command
 
 
@@ -25,7 +26,7 @@ def _problems(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from flows.evaluate import compare, evaluate, leaderboard_markdown, load_summary
+    from flows.evaluate import EVALUATION, compare, evaluate, leaderboard_markdown, load_summary
     from flows.recipe import parse_overrides
 
     if args.action:
@@ -38,7 +39,10 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"  {row['metric']:<18} {row['a']:.3f} -> {row['b']:.3f}  delta {row['delta']:+.3f}  {beyond}")
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    board = evaluate(args.recipe, models, args.out, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    name = EVALUATION.load(args.recipe, overrides).name  # a wrong recipe fails here, before the flow
+    with flow_output(f"eval {name!r}", Path(args.out or f"out/{name}"), args.verbose):
+        board = evaluate(args.recipe, models, args.out, overrides)
     print(leaderboard_markdown(board))
     return 0
 
@@ -54,10 +58,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _improve(args: argparse.Namespace) -> int:
-    from flows.improve import improve
+    from flows.improve import improve, load_improve
     from flows.recipe import parse_overrides
 
-    record = improve(args.recipe, args.out, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    name = load_improve(args.recipe, overrides).name  # a wrong recipe fails here, before the flow
+    with flow_output(f"improve {name!r}", Path(args.out or f"out/{name}"), args.verbose):
+        record = improve(args.recipe, args.out, overrides)
     for row in record["rounds"]:
         figures = ", ".join(f"{k} {v[0]:.3f}" for k, v in row["eval"].items() if v[0] is not None)
         print(f"round {row['round']}: {row['policy']}: {figures}")

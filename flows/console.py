@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -135,7 +136,9 @@ def output_to(log: Path | None) -> Iterator[TextIO]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # appended to: a re-run after a crash must not wipe the crash's log
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(fd, f"\n===== thoughtmill {' '.join(sys.argv[1:])} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

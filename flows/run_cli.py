@@ -9,11 +9,13 @@ the engines' output goes to `<out>/logs/run.log` (`flows/console.py`). Progress 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from flows.console import StageFailed, UsageError, one_line, output_to
 from stages.funnel import tokens as token_figures
@@ -99,17 +101,38 @@ class Progress(threading.Thread):
         return self.poll()
 
 
-def failed_stage(exc: BaseException, names: list[str], done: list[str]) -> str | None:
-    """The stage `exc` came from: the `run_stage` frame in its traceback (Prefect re-raises a
-    task's own exception), else the first stage this run has not finished; None before any."""
+def failed_stage(exc: BaseException, names: list[str] | None = None, done: list[str] = ()) -> str | None:
+    """The stage `exc` came from: the innermost `run_stage` frame in its traceback (Prefect
+    re-raises a task's own exception), else the first of `names` not `done`; None before any."""
     tb, found = exc.__traceback__, None
     while tb is not None:
-        if tb.tb_frame.f_code.co_name == "run_stage" and tb.tb_frame.f_locals.get("name") in names:
-            found = tb.tb_frame.f_locals["name"]
+        name = tb.tb_frame.f_locals.get("name") if tb.tb_frame.f_code.co_name == "run_stage" else None
+        if isinstance(name, str) and (names is None or name in names):
+            found = name
         tb = tb.tb_next
-    if found or not done:
+    if found or not done or names is None:
         return found
     return next((n for n in names if n not in done), None)
+
+
+def crashed(exc: BaseException, stage: str | None, log: Path | None) -> StageFailed:
+    what = f"stage {stage!r} failed" if stage else "the flow failed before its first stage"
+    return StageFailed(f"{what}: {one_line(exc, typed=True)}" + (f"; full log {log}" if log else ""))
+
+
+@contextlib.contextmanager
+def flow_output(what: str, out: Path, verbose: bool) -> Iterator[TextIO]:
+    """The terminal of a flow command (eval, improve): the flow's output to `<out>/logs/run.log`
+    unless `verbose`; a crash as one line naming its stage and that log. Yields the terminal."""
+    log = None if verbose else out / "logs" / "run.log"
+    with output_to(log) as terminal:
+        if log:
+            print(f"thoughtmill: {what} into {out}; the flow's output goes to {log} (--verbose shows it here)",
+                  file=terminal, flush=True)  # fmt: skip
+        try:
+            yield terminal
+        except Exception as exc:
+            raise crashed(exc, failed_stage(exc), log) from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,9 +159,7 @@ def run(args: argparse.Namespace) -> int:
             summary = curate(recipe, str(out), pipeline=args.pipeline)
         except Exception as exc:
             progress.stop()
-            stage = failed_stage(exc, names, progress.done)
-            what = f"stage {stage!r} failed" if stage else "the flow failed before its first stage"
-            raise StageFailed(f"{what}: {one_line(exc, typed=True)}" + (f"; full log {log}" if log else "")) from exc
+            raise crashed(exc, failed_stage(exc, names, progress.done), log) from exc
         stages = progress.stop() or summary["stages"]
         minutes, seconds = divmod(round(time.time() - start), 60)
         say("")

@@ -104,6 +104,7 @@ def test_a_crash_is_attributed_to_the_stage_that_raised():
     assert failed_stage(caught.value, names, ["problems"]) == "label"
     assert failed_stage(RuntimeError("x"), names, ["problems"]) == "generate"  # no frame: the next one
     assert failed_stage(RuntimeError("x"), names, []) is None  # before the first stage
+    assert failed_stage(caught.value) == "label" and failed_stage(RuntimeError("x")) is None  # any pipeline's
 
 
 @pytest.mark.vllm
