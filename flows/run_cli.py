@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     with output_to(log) as terminal:
         say = lambda line: print(line, file=terminal, flush=True)
-        where = f"the engines' output goes to {log} (--verbose shows it here)" if log else "--verbose"
+        where = f"the engines' output goes to {log} (--verbose shows it here)" if log else "the engines' output follows"
         say(f"thoughtmill: run {recipe.name!r}: {len(names)} stages into {out}; {where}")
         progress = Progress(out.resolve() / "run.json", names, say, start - 1.0)
         progress.start()
