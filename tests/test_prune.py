@@ -21,6 +21,7 @@ from stages.prune.confidence import (
     keep_top,
     lowest_group_confidence,
     token_confidence,
+    vote_weight,
     weighted_vote,
 )
 from stages.shards import read_table, shard_paths, write_table
@@ -59,6 +60,9 @@ def test_weighted_vote_and_top_share():
     assert weighted_vote([None], [1]) is None
     assert keep_top([0.1, 0.9, float("nan"), 0.5], 0.5) == [1, 3]
     assert keep_top([0.2], 0.1) == [0]  # at least one is kept
+    # a mean logprob votes with its probability: a negative weight would favour fewer votes
+    assert vote_weight(-0.5, "chosen") == pytest.approx(np.exp(-0.5)) and vote_weight(2.0) == 2.0
+    assert weighted_vote(["1", "2", "2"], [vote_weight(-0.1, "chosen")] + [vote_weight(-0.2, "chosen")] * 2) == "2"
 
 
 def test_a_continued_sample_is_one_sample_with_shifted_offsets():

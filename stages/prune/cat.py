@@ -25,7 +25,7 @@ import numpy as np
 
 from stages.engine import SamplingConfig
 from stages.prune.chunked import GenerateFn, Partial, advance, sub_seed
-from stages.prune.confidence import lowest_group_confidence, token_confidence
+from stages.prune.confidence import lowest_group_confidence, token_confidence, vote_weight
 from stages.prune.outcome import Outcome, Pruned
 
 
@@ -90,7 +90,8 @@ def _select(cfg, row: list[Partial], out: Outcome, slots: int) -> list[Partial]:
     for c in survivors:
         if c.done:
             out.kept.append((c.index, c.sample))
-            out.weights.append(lowest_group_confidence(token_confidence(c.sample, cfg.confidence), cfg.window))
+            lowest = lowest_group_confidence(token_confidence(c.sample, cfg.confidence), cfg.window)
+            out.weights.append(vote_weight(lowest, cfg.confidence))
         else:
             going.append(c)
     return going

@@ -70,6 +70,15 @@ def first_window_below(conf: Sequence[float], window: int, threshold: float, sta
     return int(below[0] + first_end) if len(below) else None
 
 
+def vote_weight(lowest: float, kind: str = "topk_mean") -> float:
+    """A trace's vote weight from its lowest group confidence: C_i is positive and used as is; a
+    mean logprob (`chosen`) is negative, so it votes with its geometric-mean probability (a
+    negative weight would favour the answer with fewer votes). No tokens: no weight."""
+    if np.isnan(lowest):
+        return 0.0
+    return float(np.exp(lowest)) if kind == "chosen" else float(lowest)
+
+
 def weighted_vote(answers: Sequence[str | None], weights: Sequence[float]) -> str | None:
     """The answer with the largest total weight (answerless traces do not vote; a tie goes to the
     answer seen first); None without any answer. Equal weights give plain majority voting."""

@@ -21,12 +21,22 @@ import numpy as np
 
 from stages.engine import SamplingConfig
 from stages.prune.chunked import GenerateFn, Partial, advance, run_to_end, sub_seed
-from stages.prune.confidence import first_window_below, keep_top, lowest_group_confidence, token_confidence
+from stages.prune.confidence import (
+    first_window_below,
+    keep_top,
+    lowest_group_confidence,
+    token_confidence,
+    vote_weight,
+)
 from stages.prune.outcome import Outcome, Pruned, final_answer
 
 
 def trace_confidence(sample, cfg) -> float:
     return lowest_group_confidence(token_confidence(sample, cfg.confidence), cfg.window)
+
+
+def trace_weight(sample, cfg) -> float:
+    return vote_weight(trace_confidence(sample, cfg), cfg.confidence)
 
 
 def offline(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[int], sampling: SamplingConfig):
@@ -43,7 +53,7 @@ def offline(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[i
         for i, (s, c) in enumerate(zip(gen.samples, scores)):
             if i in keep:
                 out.kept.append((i, s))
-                out.weights.append(c)
+                out.weights.append(vote_weight(c, cfg.confidence))
             else:
                 detail = f"lowest group confidence {c:.4f} outside the top {cfg.eta:.0%} of {len(scores)}"
                 out.pruned.append(Pruned(i, s, "pruned:deepconf-offline", detail))
@@ -75,7 +85,7 @@ def online(cfg, generate: GenerateFn, prompts: Sequence[str], seeds: Sequence[in
     def check_consensus(ps: list[Partial]) -> None:
         if cfg.consensus is None:
             return
-        finished = [(p, trace_confidence(p.sample, cfg)) for p in ps if p.done and p.sample and id(p) not in stopped]
+        finished = [(p, trace_weight(p.sample, cfg)) for p in ps if p.done and p.sample and id(p) not in stopped]
         if len(finished) < warm:
             return
         share = _agreement(ps[0].prompt, finished)
@@ -118,5 +128,5 @@ def _collect(ps: list[Partial], stopped: dict, cfg) -> Outcome:
             out.pruned.append(Pruned(p.index, None, "generation_error", p.error or "no samples"))
         else:
             out.kept.append((p.index, p.sample))
-            out.weights.append(trace_confidence(p.sample, cfg))
+            out.weights.append(trace_weight(p.sample, cfg))
     return out
