@@ -41,6 +41,10 @@ def test_answers_pass_at_k_and_majority_vote():
     assert a["pass@4"][0] == pytest.approx(0.5)
     assert a["maj@4"][0] == pytest.approx(0.5) and a["maj@1"][0] == pytest.approx(0.5)  # p1's 7 wins, p2's 3 loses
     assert a["extraction_failures"][0] == pytest.approx((1 / 4 + 0) / 2)
+    # maj@all votes over whatever a problem has: p1 with its 8 dropped (as a pruned strategy may)
+    # still votes 7; p2's 3 still loses
+    pruned = [t for t in TRACES if not (t["problem_id"] == "p1" and t["sample_index"] == 2)]
+    assert summarize(pruned, ks=(1,))["answers"]["maj@all"][0] == pytest.approx(0.5)
     low, high = a["pass@1"][1:]
     assert low <= a["pass@1"][0] <= high
 

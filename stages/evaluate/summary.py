@@ -41,8 +41,8 @@ def _share(rows: list[dict], test: Callable[[dict], bool | None]) -> float:
 
 
 def answers(problems: list[list[dict]], ks: tuple[int, ...]) -> dict[str, Interval]:
-    """pass@1, unbiased pass@k and maj@k for each k no larger than every problem's n, and the
-    share of samples whose final answer could not be extracted."""
+    """pass@1, unbiased pass@k and maj@k for each k no larger than every problem's n, maj@all over
+    each problem's samples, and the share of samples whose final answer could not be extracted."""
     n = min(len(g) for g in problems)
     out = {"pass@1": bootstrap_interval([_share(g, lambda t: t["final_correct"]) for g in problems])}
     right = [[bool(t["final_correct"]) for t in g] for g in problems]
@@ -51,6 +51,9 @@ def answers(problems: list[list[dict]], ks: tuple[int, ...]) -> dict[str, Interv
     for k in (k for k in ks if k <= n):
         votes = [majority_correct([t["final_answer"] for t in g], r, k) for g, r in zip(problems, right)]
         out[f"maj@{k}"] = bootstrap_interval([float(v) for v in votes])
+    # over every sample a problem has: what a pruned generation strategy votes over (its counts vary)
+    votes = [majority_correct([t["final_answer"] for t in g], r, len(g)) for g, r in zip(problems, right)]
+    out["maj@all"] = bootstrap_interval([float(v) for v in votes])
     out["extraction_failures"] = bootstrap_interval([_share(g, lambda t: t["final_answer"] is None) for g in problems])
     return out
 
