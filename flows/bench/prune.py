@@ -138,9 +138,26 @@ def bench_model(model: str, problems: int, on_arm=None) -> dict:
     outs, seconds, cache = timed(lambda: chunked_sample(generate, prompts, seeds, SAMPLING, 32))
     record("sample-chunked (32)", outs, seconds, False, cache)
     result = {"model": model, "problems": len(rows), "n": SAMPLING.n, "arms": arms}
+    result["boundary_cost"] = boundary_cost(generate, prompts, seeds)
     result["calibration"] = calibration(rows, prompts, plain, ARMS["deepconf-online high (p10)"][0].window)
     engine.close()
     return result
+
+
+def boundary_cost(generate, prompts, seeds, repeats: int = 5, chunk_tokens: int = 32) -> dict:
+    """Wall time of plain sampling and of the same sampling advanced `chunk_tokens` at a time,
+    interleaved `repeats` times: median [min, max] of each and of their per-repeat ratio."""
+    plain, chunked = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        generate(prompts, SAMPLING, seeds)
+        plain.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        chunked_sample(generate, prompts, seeds, SAMPLING, chunk_tokens)
+        chunked.append(time.perf_counter() - start)
+    ratio = [c / p for p, c in zip(plain, chunked)]
+    series = {"plain": plain, "chunked": chunked, "ratio": ratio}
+    return {k: (float(np.median(v)), min(v), max(v)) for k, v in series.items()}
 
 
 def _as_generations(prompts, outs: list[Outcome]):
@@ -182,6 +199,14 @@ def main(problems: int = 100, models: tuple[str, ...] = ("tiny:teacher", "tiny:s
             f"confidence {low[0]:.3f} [{low[1]:.3f}, {low[2]:.3f}], mean token confidence {mean[0]:.3f} "
             f"[{mean[1]:.3f}, {mean[2]:.3f}], lowest group of chosen-token logprobs {chosen[0]:.3f} "
             f"[{chosen[1]:.3f}, {chosen[2]:.3f}]",
+            flush=True,
+        )
+        b = r["boundary_cost"]
+        print(
+            f"{model} chunk boundaries (32 tokens), median [min, max] of 5 interleaved: plain {b['plain'][0]:.1f} s "
+            f"[{b['plain'][1]:.1f}, {b['plain'][2]:.1f}], chunked {b['chunked'][0]:.1f} s "
+            f"[{b['chunked'][1]:.1f}, {b['chunked'][2]:.1f}], ratio {b['ratio'][0]:.2f}x "
+            f"[{b['ratio'][1]:.2f}, {b['ratio'][2]:.2f}]",
             flush=True,
         )
         results.append(r)
