@@ -159,7 +159,9 @@ def stage_tokens(name: str, section, recipe, problems: int, fraction: float, rat
                 out[purpose] = out.get(purpose, 0.0) + trace * ratios["label"].get(lab, 0.0)
         return out
     if name == "pairs":
-        return {"generator": trace * ratios["pairs"].get("next_step", 0.0)} if "step" in section.kinds else {}
+        # next-step sampling and its rollouts (`next_step_rollout`); none when pairs come from the label rollouts
+        sampled = sum(ratios["pairs"].values())
+        return {"generator": trace * sampled} if "generator" in section.purposes_used() else {}
     if name == "frontier":
         return {"student": problems * section.samples * section.sampling.max_tokens * fraction}
     return {} if not section.engine_roles() else None

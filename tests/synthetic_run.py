@@ -159,6 +159,7 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
         "rationalized": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 1),
         "overthinking": pa.array(rng.random(n) * 2, pa.float32()),
         "label_tokens": pa.array(rng.integers(0, 500, n), pa.int32()),
+        "branches": [[] for _ in range(n)],
     }
     return pa.table({k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in columns.items()})
 

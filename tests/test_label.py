@@ -11,7 +11,7 @@ from datasets import load_dataset
 from flows.pipeline import PIPELINE
 from schemas.labels import LABELED_TRACES
 from stages.label.repair import correction, self_correction
-from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
+from stages.label.rollouts import MonteCarloLabeler, Rolled, RolloutConfig
 from stages.label.verify import verify_answer
 from stages.shards import read_table, shard_paths
 
@@ -116,7 +116,7 @@ def test_binary_search_does_not_let_a_reflection_vouch_for_the_slip_it_repaired(
 
     class Scripted(MonteCarloLabeler):
         def _values(self, requests):
-            return [(t["mc"][i], 1) for t, i in requests]
+            return [Rolled(t["mc"][i], 1, []) for t, i in requests]
 
     steps = ["2 * 2 = 2, now 2 + 5", "Wait, let me check: 2 * 2 = 2. Yes.", "2 + 5 = 7", "So the answer is 7."]
     t = {"gold_answer": "9", "final_answer": "7", "steps": [{"text": s} for s in steps], "mc": [0.0, 0.25, 0.0, 0.0]}

@@ -180,6 +180,6 @@ def test_r1_step_prefixes_open_the_thinking_once_and_roll_out_to_the_answer(trac
     items = [(t, step_prefix(t, i)) for t in right for i in (-1, len(t["steps"]) - 1)]
     for _, prefix in items:
         assert prefix.count("<think>") == 1
-    values = [v for v, _ in rollout_values(teacher_engine, RolloutConfig(k=4, max_tokens=300), items)]
+    values = [r.value for r in rollout_values(teacher_engine, RolloutConfig(k=4, max_tokens=300), items)]
     assert None not in values and np.mean(values) >= 0.5, values
     assert np.mean(values[1::2]) >= 0.75, values  # from a right trace's last step, the answer follows

@@ -27,6 +27,8 @@ class TraceLabel:
     step_values: list[float | None] = field(default_factory=list)
     tokens: int = 0
     note: str | None = None
+    # rollout labelers: each rollout's first step and outcome (`schemas/labels.py`, `branches`)
+    branches: list[dict] = field(default_factory=list)
 
 
 class StepLabeler(Protocol):

@@ -2,7 +2,10 @@
 
 Default as in Qwen's PRM lessons: keep a trace's step labels only when its labelers agree on the
 first error (Monte-Carlo and judge, plus the symbolic checker on traces it applies to).
-Disagreement is kept and flagged, never silently resolved.
+Disagreement is kept and flagged, never silently resolved. But the disagreements are the hard
+cases a PRM most needs (on the demo, a third of the truly erroneous traces), so `resolve:
+evidence` decides them by evidence instead of opinion (`resolve.py`): status `resolved`, kept
+beside `agree` (`KEPT`).
 """
 
 from __future__ import annotations
@@ -24,11 +27,17 @@ class ConsensusConfig(BaseModel):
     # Self-corrected traces: steps from a slip's repair on are correct again, or keep `after_error`
     # (`carry`); both readings are defensible, see `stages/label/repair.py`.
     after_repair: AfterRepair = "correct"
+    # disagreements: dropped (flagged `disagree`), or decided by the earliest evidenced error
+    resolve: Literal["drop", "evidence"] = "drop"
+    resolve_k: int = 4  # rollouts that recheck a disputed MC-0 step (stopping at the first hit)
+
+
+KEPT = ("agree", "resolved")  # the statuses whose labels are trusted downstream
 
 
 @dataclass(frozen=True)
 class Consensus:
-    status: Literal["agree", "disagree", "insufficient"]
+    status: Literal["agree", "resolved", "disagree", "insufficient"]
     first_error: int | None
     step_labels: list[bool | None]
 
@@ -44,8 +53,12 @@ def consensus(verdicts: dict[str, TraceLabel | None], n_steps: int, cfg: Consens
         return Consensus("insufficient", None, [None] * n_steps)
     if len(set(answered.values())) > 1:
         return Consensus("disagree", None, [None] * n_steps)
-    first = next(iter(answered.values()))
+    return settled("agree", next(iter(answered.values())), n_steps, cfg)
+
+
+def settled(status: Literal["agree", "resolved"], first: int, n_steps: int, cfg: ConsensusConfig) -> Consensus:
+    """The step labels of a first error the labelers agree on, or a dispute resolved to."""
     if first < 0:
-        return Consensus("agree", -1, [True] * n_steps)
+        return Consensus(status, -1, [True] * n_steps)
     tail = False if cfg.after_error == "wrong" else None
-    return Consensus("agree", first, [True if i < first else False if i == first else tail for i in range(n_steps)])
+    return Consensus(status, first, [True if i < first else False if i == first else tail for i in range(n_steps)])

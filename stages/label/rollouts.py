@@ -10,83 +10,21 @@ prefixes. A right trace that reflects ("Wait, ...") is searched before its last 
 where a self-corrected slip hides behind the right answer; and since a reflection can repair
 what came before it, the search runs segment by segment between reflections.
 
-The k completions can be spent by a pruning strategy (`stages.prune`, the `pruning` section): the
-MC value is then the share of the completions it kept that reach the answer (0 when it kept none:
-no confident completion reached it), and the tokens are all it generated, pruned ones included.
+How the k completions of a prefix are drawn and scored (and the settings that spend fewer tokens
+for the same decision) is `rollout_sampling.py`. Every completion's first step is kept with its
+outcome (`TraceLabel.branches`, the `branches` column): the step pairs can be drawn from them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from stages.answers import extract_answer, prompt_opening, split_thinking
-from stages.engine import Engine, SamplingConfig
+from stages.engine import Engine
 from stages.label.base import TraceLabel, labels_from_first_error, step_prefix
+from stages.label.rollout_sampling import Rolled, RolloutConfig, rollout_correct, rollout_values
 from stages.label.verify import verify_answer
-from stages.prune import StrategyConfig, run_strategy
 
-
-class RolloutConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    strategy: Literal["per_step", "binary_search"] = "binary_search"
-    k: int = 4
-    max_tokens: int = 300
-    temperature: float = 1.0
-    seed: int = 0
-    verifier: str = "math"
-    trust_correct_traces: bool = True  # binary search: a correct trace needs no rollouts...
-    # ...except before its last reflection step ("Wait, ..."), where a slip may have been fixed
-    reflection_pattern: str = r"^\W*(wait|hmm|hold on|actually|but wait)\b"
-    # how the k completions are spent: plain sampling, or a confidence-pruned strategy
-    pruning: StrategyConfig = Field(default_factory=StrategyConfig)
-
-
-def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str) -> bool:
-    """Does the trace's completion up to `prefix`, continued by `rollout`, end with the gold answer?"""
-    completion = prefix[len(trace["prompt"]) :] + rollout
-    parts = split_thinking(completion, prompt_opened=bool(prompt_opening(trace["prompt"])))
-    return bool(verify_answer(trace["gold_answer"], extract_answer(parts.answer) if parts.closed else None, verifier))
-
-
-def rollout_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]]) -> list[tuple[float | None, int]]:
-    """(MC value, tokens generated) of each (trace, prefix text): k completions of the prefix,
-    the fraction whose answer verifies against the trace's gold answer; None when the engine
-    could not complete it (e.g. a prefix longer than the context). One engine call, or one
-    strategy run when the completions are pruned."""
-    if not items:
-        return []
-    pruned = cfg.pruning.kind != "sample"
-    sampling = SamplingConfig(
-        n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed, logprobs=5 if pruned else 0
-    )
-    if pruned:
-        return _pruned_values(engine, cfg, items, sampling)
-    out = []
-    for (trace, prefix), gen in zip(items, engine.generate([p for _, p in items], sampling)):
-        if gen.error or not gen.samples:
-            out.append((None, 0))
-            continue
-        hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for s in gen.samples)
-        out.append((hits / len(gen.samples), sum(len(s.offsets) for s in gen.samples)))
-    return out
-
-
-def _pruned_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]], sampling: SamplingConfig):
-    # a strategy seeds each completion itself: from the prefix, so a re-run rolls out the same
-    seeds = [int(hashlib.sha256(f"{cfg.seed}\x00{p}".encode()).hexdigest()[:8], 16) for _, p in items]
-    outcomes = run_strategy(cfg.pruning, engine.generate, [p for _, p in items], seeds, sampling, engine.name)
-    out = []
-    for (trace, prefix), o in zip(items, outcomes):
-        if not o.kept and all(p.reason == "generation_error" for p in o.pruned):
-            out.append((None, o.tokens_generated))
-            continue
-        hits = sum(rollout_correct(trace, prefix, s.text, cfg.verifier) for _, s in o.kept)
-        out.append((hits / len(o.kept) if o.kept else 0.0, o.tokens_generated))
-    return out
+__all__ = ["MonteCarloLabeler", "Rolled", "RolloutConfig", "rollout_correct", "rollout_values"]
 
 
 class MonteCarloLabeler:
@@ -107,8 +45,8 @@ class MonteCarloLabeler:
             "mc_label": label.step_labels[i] if label else None,
         }
 
-    def _values(self, requests: list[tuple[dict, int]]) -> list[tuple[float, int]]:
-        """(MC value, tokens generated) for each (trace, step) request, in one engine call."""
+    def _values(self, requests: list[tuple[dict, int]]) -> list[Rolled]:
+        """The rollouts from each (trace, step) request's prefix, in one engine call."""
         return rollout_values(self.engine, self.cfg, [(t, step_prefix(t, i)) for t, i in requests])
 
     def label(self, traces: list[dict]) -> list[TraceLabel]:
@@ -122,12 +60,13 @@ class MonteCarloLabeler:
         labels = []
         for t in traces:
             got = [next(values) for _ in t["steps"]]
-            mc = [v for v, _ in got]
+            mc = [r.value for r in got]
+            tokens, branches = sum(r.tokens for r in got), _branches(enumerate(got))
             first = next((i for i, v in enumerate(mc) if v == 0), -1)
             if None in mc[: first if first >= 0 else len(mc)]:  # a step before the first error was not rolled out
-                labels.append(TraceLabel(None, [None] * len(mc), mc, sum(n for _, n in got), note="rollout_error"))
+                labels.append(TraceLabel(None, [None] * len(mc), mc, tokens, note="rollout_error", branches=branches))
                 continue
-            labels.append(TraceLabel(first, labels_from_first_error(first, len(mc)), mc, sum(n for _, n in got)))
+            labels.append(TraceLabel(first, labels_from_first_error(first, len(mc)), mc, tokens, branches=branches))
         return labels
 
     def _search_segments(self, trace: dict) -> list[tuple[int, int]]:
@@ -149,15 +88,33 @@ class MonteCarloLabeler:
     def _binary_search(self, traces: list[dict]) -> list[TraceLabel]:
         searches = [_Search(self._search_segments(t), len(t["steps"])) for t in traces]
         while active := [(j, s.mid) for j, s in enumerate(searches) if s.open]:
-            for (j, mid), (value, tokens) in zip(active, self._values([(traces[j], mid) for j, mid in active])):
-                searches[j].record(mid, value, tokens)
+            for (j, mid), rolled in zip(active, self._values([(traces[j], mid) for j, mid in active])):
+                searches[j].record(mid, rolled)
         labels = []
         for s in searches:
+            branches = _branches(s.rolled.items())
             if s.first is None:
-                labels.append(TraceLabel(None, [None] * len(s.values), s.values, s.tokens, note="rollout_error"))
+                labels.append(
+                    TraceLabel(
+                        None, [None] * len(s.values), s.values, s.tokens, note="rollout_error", branches=branches
+                    )
+                )
                 continue
-            labels.append(TraceLabel(s.first, labels_from_first_error(s.first, len(s.values)), s.values, s.tokens))
+            first = s.first
+            labels.append(
+                TraceLabel(first, labels_from_first_error(first, len(s.values)), s.values, s.tokens, branches=branches)
+            )
         return labels
+
+
+def _branches(rolled) -> list[dict]:
+    """The `branches` rows of a trace: per (step, its rollouts), each rollout's first step (a next
+    step sampled after that step) and whether the rollout reached the answer."""
+    return [
+        {"after": i, "text": text, "reached": hit, "confidence": conf}
+        for i, r in rolled
+        for text, hit, conf in r.branches
+    ]
 
 
 class _Search:
@@ -170,6 +127,7 @@ class _Search:
         self._next_segment()
         self.values: list[float | None] = [None] * n_steps
         self.tokens = 0
+        self.rolled: dict[int, Rolled] = {}
         self.first: int | None = -1  # -1: no error found; None: no verdict (a rollout failed)
 
     @property
@@ -185,8 +143,9 @@ class _Search:
             self.lo, self.end = self.later.pop(0)
             self.hi = self.end
 
-    def record(self, mid: int, value: float | None, tokens: int) -> None:
-        self.values[mid], self.tokens = value, self.tokens + tokens
+    def record(self, mid: int, rolled: Rolled) -> None:
+        value = rolled.value
+        self.values[mid], self.tokens, self.rolled[mid] = value, self.tokens + rolled.tokens, rolled
         if value is None:  # cannot roll out from here: no verdict for this trace
             self.lo = self.hi = 0
             self.first = None

@@ -17,11 +17,12 @@ from schemas import TRACES
 from schemas.labels import LABELED_TRACES
 from stages.base import ModelStageConfig, ShardStage, reject
 from stages.label.base import TraceLabel
-from stages.label.consensus import ConsensusConfig, consensus
+from stages.label.consensus import ConsensusConfig, consensus, settled
 from stages.label.fidelity import FidelityConfig, answer_fidelity, information_gain, overthinking
 from stages.label.judge import JudgeConfig
 from stages.label.registry import LABELERS, known_labelers
 from stages.label.repair import correction
+from stages.label.resolve import resolve_disputes
 from stages.label.rollouts import RolloutConfig
 
 
@@ -46,7 +47,7 @@ class LabelConfig(ModelStageConfig):
 
     def purposes_used(self) -> tuple[str, ...]:
         used = {p for name in self.labelers for p in LABELERS[name].uses}
-        used |= {"completer"} if self.fidelity.info_gain else set()
+        used |= {"completer"} if self.fidelity.info_gain or self.consensus.resolve == "evidence" else set()
         return tuple(p for p in self.PURPOSES if p in used)
 
 
@@ -74,11 +75,14 @@ class Label(ShardStage):
         gain_of = {t["trace_id"]: g for t, g in zip(with_steps, gains)}
         answers = [answer_fidelity(t, cfg.fidelity.verifier) for t in rows]
         over = overthinking(rows, [a["final_correct"] for a in answers])
+        # a labeler that does not apply has first_error None
+        agreed = {t["trace_id"]: consensus(verdicts[t["trace_id"]], len(t["steps"]), cfg.consensus) for t in rows}
+        resolve_tokens = self._resolve(with_steps, verdicts, agreed)
         out = []
         for t, fid, ot in zip(rows, answers, over):
             v = verdicts[t["trace_id"]]
             n = len(t["steps"])
-            c = consensus(v, n, cfg.consensus)  # a labeler that does not apply has first_error None
+            c = agreed[t["trace_id"]]
             self.stat_update(f"consensus_{c.status}")
             texts = [s["text"] for s in t["steps"]]
             fix = correction(texts, c.first_error, c.step_labels, fid["final_correct"], cfg.consensus.after_repair)
@@ -109,10 +113,30 @@ class Label(ShardStage):
                     "self_corrected": fix.self_corrected,
                     "rationalized": fix.rationalized,
                     "overthinking": ot,
-                    "label_tokens": sum(lab.tokens for lab in v.values()),
+                    "label_tokens": sum(lab.tokens for lab in v.values()) + resolve_tokens.get(t["trace_id"], 0),
+                    "branches": [b for lab in v.values() for b in lab.branches],
                 }
             )
         return out, rejects
+
+    def _resolve(self, traces: list[dict], verdicts: dict, agreed: dict) -> dict[str, int]:
+        """Disagreements decided by evidence (`consensus.resolve: evidence`), in place in
+        `agreed`; returns the recheck tokens per trace."""
+        cfg = self.cfg
+        disputed = [t for t in traces if agreed[t["trace_id"]].status == "disagree"]
+        if cfg.consensus.resolve != "evidence" or not disputed:
+            return {}
+        engine = self.engine("completer")
+        got = resolve_disputes(
+            engine, cfg.rollouts, cfg.consensus.resolve_k, disputed, [verdicts[t["trace_id"]] for t in disputed]
+        )
+        tokens = {}
+        for t, (first, spent) in zip(disputed, got):
+            self.stat_update("resolve_tokens", value=spent)
+            tokens[t["trace_id"]] = spent
+            if first is not None:
+                agreed[t["trace_id"]] = settled("resolved", first, len(t["steps"]), cfg.consensus)
+        return tokens
 
 
 def _labeler_fields(verdicts: dict[str, TraceLabel], i: int) -> dict:

@@ -30,7 +30,8 @@ class PairsConfig(ModelStageConfig):
     chunk_size: int = 4096
 
     def purposes_used(self) -> tuple[str, ...]:
-        return self.PURPOSES if "step" in self.kinds else ()
+        sampling = "step" in self.kinds and self.next_step.source == "sample"  # rollouts: the label stage's
+        return self.PURPOSES if sampling else ()
 
 
 class Pairs(ShardStage):
@@ -41,8 +42,10 @@ class Pairs(ShardStage):
     def process_chunk(self, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         cfg, candidates = self.cfg, []
         if "step" in cfg.kinds:
-            sampled, tokens = next_step_pairs(self.engine("generator"), rows, cfg.next_step, cfg.rollouts)
-            self.stat_update("next_step_tokens", value=tokens)
+            engine = self.engine("generator") if "generator" in cfg.purposes_used() else None
+            sampled, tokens, rollout_tokens = next_step_pairs(engine, rows, cfg.next_step, cfg.rollouts)
+            self.stat_update("next_step_tokens", value=tokens)  # the candidates sampled
+            self.stat_update("next_step_rollout_tokens", value=rollout_tokens)  # their rollouts
             candidates += sampled + sibling_pairs(rows)
         if "trace" in cfg.kinds:
             candidates += trace_pairs(rows, cfg.min_chosen_confidence, cfg.min_confidence_margin)

@@ -6,18 +6,29 @@ candidate next steps are drawn from the generator, stopped at the step delimiter
 with Monte-Carlo rollouts (plus the symbolic checker where it has something to check). Sibling
 traces that happen to share a prefix add pairs for free. Priority goes to the two failure modes
 CASPO targets: confident-wrong rejected steps and low-confidence correct chosen steps.
+
+With `source: rollouts` the candidates come from the label stage's MC rollouts instead (the
+`branches` column): a binary-search rollout from a prefix is a sampled next step whose outcome
+the labels already paid for, so no second sampling pass is spent. One rollout that reaches the
+answer shows its first step's MC value is above 0 (today's chosen-side test, from one sample
+instead of k); one that misses says nothing about its first step (it may fail later), so a missed
+rollout is a rejected candidate only where the symbolic checker finds its first step wrong, and
+the main rejected side is the trace's own step at its consensus first error.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from stages.engine import Engine, SamplingConfig
 from stages.label.base import step_prefix
+from stages.label.consensus import KEPT
 from stages.label.rollouts import RolloutConfig, rollout_values
 from stages.label.symbolic import check_step
 from stages.pairs.common import by_problem, make_pair
@@ -34,6 +45,8 @@ class NextStepConfig(BaseModel):
     # Branch points per problem: pairs past the stage's per-problem cap (8 = 4 x 2) are dropped
     # anyway, so sampling and rolling out more prefixes than that only spends tokens.
     prefixes_per_problem: int = 4
+    # sample: candidates drawn and rolled out here; rollouts: the label stage's rollouts (free)
+    source: Literal["sample", "rollouts"] = "sample"
 
 
 def _has_error(trace: dict) -> bool:
@@ -50,10 +63,10 @@ def _cut(trace: dict) -> int:
 
 
 def _branch_traces(traces: list[dict], per_problem: int) -> list[dict]:
-    """Traces to branch from: the consensus-trusted ones, at most `per_problem` per problem,
+    """Traces to branch from: the consensus-trusted ones (agreed or resolved), at most `per_problem` per problem,
     those with a located first error first (their prefixes end where the model went wrong, the
     confident-wrong steps CASPO targets), then by trace id (stable across re-runs)."""
-    trusted = [t for t in traces if t["consensus"] == "agree" and t["steps"]]
+    trusted = [t for t in traces if t["consensus"] in KEPT and t["steps"]]
     chosen = []
     for group in by_problem(trusted).values():
         group.sort(key=lambda t: (not _has_error(t), t["trace_id"]))
@@ -92,10 +105,53 @@ def _pairs_at(trace: dict, i: int, prefix: str, cands: list[dict], per_prefix: i
     return out
 
 
+def _own(trace: dict, i: int, prefix: str, sep: str) -> dict:
+    """The trace's own step `i` after `prefix`, as a candidate labeled by the consensus."""
+    step = trace["steps"][i]
+    own_text = trace["completion"][len(prefix) - len(trace["prompt"]) : trace["thinking_start"] + step["char_end"]]
+    return _candidate(
+        own_text.removesuffix(sep) if sep else own_text,
+        step["mean_logprob"],
+        bool(step["label"]),
+        1.0 if step["label"] else 0.0,
+        "trace",
+    )
+
+
+def branch_pairs(traces: list[dict], cfg: NextStepConfig) -> list[dict | None]:
+    """Pairs from the label stage's rollouts (`branches`): at each prefix some rollout started
+    from, the trace's own next step (labeled by the consensus) and the rollouts' first steps.
+    Costs no tokens: every trusted trace with rollouts takes part, errors first."""
+    sep = cfg.stop[0] if cfg.stop else ""
+    pairs: list[dict | None] = []
+    for t in _branch_traces(traces, len(traces)):
+        at: dict[int, list[dict]] = defaultdict(list)
+        for b in t["branches"] or []:
+            at[b["after"]].append(b)
+        for a in sorted(at):
+            i = a + 1
+            if i >= len(t["steps"]) or t["steps"][i]["label"] is None:
+                continue
+            prefix = step_prefix(t, a)
+            cands = [_own(t, i, prefix, sep)]
+            for b in at[a]:
+                text = b["text"].removesuffix(sep) if sep else b["text"]
+                wrong = check_step(text).verdict == "wrong"
+                if text.strip() and (b["reached"] or wrong):  # a plain miss says nothing of its first step
+                    cands.append(
+                        _candidate(text, b["confidence"], b["reached"] and not wrong, float(b["reached"]), "rollout")
+                    )
+            pairs += _pairs_at(t, i, prefix, cands, cfg.pairs_per_prefix)
+    return pairs
+
+
 def next_step_pairs(
     engine: Engine, traces: list[dict], cfg: NextStepConfig, rollouts: RolloutConfig
-) -> tuple[list[dict | None], int]:
-    """Pairs from candidate next steps; returns the pairs and the tokens generated for them."""
+) -> tuple[list[dict | None], int, int]:
+    """Pairs from candidate next steps; returns the pairs and the tokens generated for them: to
+    sample the candidates, and to roll them out (both 0 with `source: rollouts`)."""
+    if cfg.source == "rollouts":
+        return branch_pairs(traces, cfg), 0, 0
     trusted = _branch_traces(traces, cfg.prefixes_per_problem)
     cuts = [(t, _cut(t)) for t in trusted]
     prefixes = [step_prefix(t, i - 1) for t, i in cuts]
@@ -117,31 +173,22 @@ def next_step_pairs(
                 items.append((t, prefix + s.text + sep))
                 owners.append((t["trace_id"], s.text, float(np.mean(s.logprobs)) if s.logprobs else None))
     values = rollout_values(engine, rollouts, items)
-    tokens += sum(n for _, n in values)
+    rollout_tokens = sum(r.tokens for r in values)
     cands: dict[str, list[dict]] = {t["trace_id"]: [] for t in trusted}
-    for (tid, text, conf), (value, _) in zip(owners, values):
-        ok = value > 0 and check_step(text).verdict != "wrong"
-        cands[tid].append(_candidate(text, conf, ok, value, "sampled"))
+    for (tid, text, conf), r in zip(owners, values):
+        ok = r.value is not None and r.value > 0 and check_step(text).verdict != "wrong"
+        cands[tid].append(_candidate(text, conf, ok, r.value or 0.0, "sampled"))
     pairs: list[dict | None] = []
     for (t, i), prefix in zip(cuts, prefixes):
-        step = t["steps"][i]
-        own_text = t["completion"][len(prefix) - len(t["prompt"]) : t["thinking_start"] + step["char_end"]]
-        own = _candidate(
-            own_text.removesuffix(sep) if sep else own_text,
-            step["mean_logprob"],
-            bool(step["label"]),
-            1.0 if step["label"] else 0.0,
-            "trace",
-        )
-        pairs += _pairs_at(t, i, prefix, [own] + cands[t["trace_id"]], cfg.pairs_per_prefix)
-    return pairs, tokens
+        pairs += _pairs_at(t, i, prefix, [_own(t, i, prefix, sep)] + cands[t["trace_id"]], cfg.pairs_per_prefix)
+    return pairs, tokens, rollout_tokens
 
 
 def sibling_pairs(traces: list[dict]) -> list[dict | None]:
     """Traces of one problem whose completions agree up to a step boundary and then diverge,
     one with a correct next step and the other with a wrong one."""
     pairs: list[dict | None] = []
-    for group in by_problem(t for t in traces if t["consensus"] == "agree").values():
+    for group in by_problem(t for t in traces if t["consensus"] in KEPT).values():
         for a, b in combinations(sorted(group, key=lambda t: t["trace_id"]), 2):
             for i in range(min(len(a["steps"]), len(b["steps"]))):
                 pa, pb = step_prefix(a, i - 1), step_prefix(b, i - 1)
