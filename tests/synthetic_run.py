@@ -50,6 +50,18 @@ def _int_or_null(x: np.ndarray) -> pa.Array:
     return pa.array(np.nan_to_num(x, nan=0).astype(np.int32), mask=np.isnan(x))
 
 
+def _branches(n: int, offsets: np.ndarray, values: np.ndarray, every: int = 10, rollouts: int = 4) -> list:
+    """Every `every`-th trace (at most 5,000) records its MC rollouts: per step with an MC value,
+    `rollouts` of them, round(value * rollouts) reaching the answer (the others record none)."""
+    out: list[list] = [[] for _ in range(n)]
+    for t in range(0, min(n, every * 5000), every):
+        for i, v in enumerate(values[offsets[t] : offsets[t + 1]]):
+            if not np.isnan(v):
+                hit = round(float(v) * rollouts)
+                out[t] += [{"after": i, "text": "x", "reached": j < hit, "confidence": -0.1} for j in range(rollouts)]
+    return out
+
+
 def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int = 1) -> pa.Table:
     """`n` labeled traces with consistent labels, flags and step structs (each step's text
     repeated `step_repeat` times, for size tests)."""
@@ -89,6 +101,7 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
         return np.where(np.isnan(f), np.nan, np.where((f < 0) | (idx < f), 1.0, 0.0))
 
     mc_l, judge_l = before(mc), before(judge)
+    mc_values = np.where(np.isnan(mc_l), np.nan, mc_l * 0.8 + 0.1)
     cons = first[owner]
     label = np.where(np.isnan(cons), np.nan, np.where((cons < 0) | (idx < cons), 1.0, 0.0))
     sym_o = sym[owner]
@@ -111,7 +124,7 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
             pa.array(rng.random(len(idx)), pa.float32()),
             pa.array((conf < 0.6).astype(np.int32)),
             pa.array(symbolic),
-            pa.array(np.where(np.isnan(mc_l), np.nan, mc_l * 0.8 + 0.1), pa.float32()),
+            pa.array(mc_values, pa.float32()),
             boolean(mc_l),
             boolean(judge_l),
             boolean(label),
@@ -121,7 +134,8 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
     )
     thinking = ["\n\n".join(text[offsets[i] : offsets[i + 1]]) for i in range(n)]
     answer = [f"\n\nThe answer is \\boxed{{{v}}}." for v in final]
-    prov = json.dumps({"symbolic": {"first_error": 0}, "mc": {"first_error": 0}, "judge": {"first_error": 0}})
+    ok = json.dumps({"symbolic": {"first_error": 0}, "mc": {"first_error": 0}, "judge": {"first_error": 0}})
+    failed = json.dumps({"symbolic": {"first_error": 0}, "mc": {"first_error": 0}, "judge": {"note": "misquoted_step"}})
     columns = {
         "trace_id": tid,
         "problem_id": pid,
@@ -153,13 +167,13 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
         "first_error_judge": _int_or_null(judge),
         "first_error": _int_or_null(first),
         "consensus": consensus,
-        "provenance": [prov] * n,
+        "provenance": np.where(np.isnan(judge), failed, ok),  # a judge that failed says why
         # half the correct answers over a flaw repair it (self-corrected), half never do
         "self_corrected": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 0),
         "rationalized": final_correct & (np.nan_to_num(first, nan=-1) >= 0) & (np.arange(n) % 2 == 1),
         "overthinking": pa.array(rng.random(n) * 2, pa.float32()),
         "label_tokens": pa.array(rng.integers(0, 500, n), pa.int32()),
-        "branches": [[] for _ in range(n)],
+        "branches": _branches(n, offsets, mc_values),
     }
     return pa.table({k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in columns.items()})
 
@@ -177,8 +191,10 @@ def pairs_table(traces: pa.Table) -> pa.Table:
         rows["source"] += [source] * len(i)
         rows["problem_id"] += list(pid[i])
         rows["provenance"] += prov
-        rows["chosen"] += [f"chosen side of {kind} pair"] * len(i)
-        rows["rejected"] += [f"rejected side of {kind} pair"] * len(i)
+        # a shared opening, a long middle and the answer at the end: the page must keep the answer
+        start, middle = "Both sides begin alike here. ", "Then a long stretch of reasoning. " * 40
+        rows["chosen"] += [f"{start}chosen side of {kind} pair. {middle}The answer is \\boxed{{1}}."] * len(i)
+        rows["rejected"] += [f"{start}rejected side of {kind} pair. {middle}The answer is \\boxed{{2}}."] * len(i)
 
     i = np.arange(0, n - 1, 2)
     add("trace", "trace_ranking", i, [f'{{"chosen_trace": "{tid[a]}", "rejected_trace": "{tid[a + 1]}"}}' for a in i])
@@ -196,7 +212,7 @@ def pairs_table(traces: pa.Table) -> pa.Table:
             "pair_id": [f"pair{k:09d}" for k in range(m)],
             **{k: rows[k] for k in ("kind", "problem_id")},
             "problem": ["What is it?"] * m,
-            "prefix": [""] * m,
+            "prefix": ["<think>\nA step both sides share.\n\n" if k == "step" else "" for k in rows["kind"]],
             "chosen": rows["chosen"],
             "rejected": rows["rejected"],
             "chosen_confidence": pa.array(np.full(m, -0.1), pa.float32()),

@@ -62,17 +62,40 @@ const Charts = (() => {
     node("title", {}, n).textContent = s;
   }
 
-  /* Points joined by a line, radius by count; optional y = x diagonal (reliability diagram). */
+  /* A mark that opens its traces when clicked (`o.onclick(item)`), with a tooltip. */
+  function clickable(n, item, o, tipText) {
+    tip(n, tipText + (o.onclick ? " — click to list these traces" : ""));
+    if (o.onclick) {
+      n.setAttribute("tabindex", "0");
+      n.style.cursor = "pointer";
+      n.addEventListener("click", () => o.onclick(item));
+    }
+  }
+
+  /* Points, radius by count, optional 95% interval bars (p.lo, p.hi) and a joining line
+     (o.line, off for bins that stand alone); `o.xmap` maps x to the axis (e.g. -log10(1 - c)),
+     `o.xticks` are [value, label] in data units; `o.diagonal`: x values to draw y = x through. */
   function points(el, pts, o) {
-    const f = frame(el, o.xd, o.yd, o.xlabel, o.ylabel);
-    if (o.diagonal) node("line", { x1: f.x(0), y1: f.y(0), x2: f.x(1), y2: f.y(1), stroke: "#999", "stroke-dasharray": "4 3" }, f.svg);
+    const X = o.xmap || ((v) => v);
+    const xt = o.xticks ? o.xticks.map(([v, l]) => [X(v), l]) : null;
+    const f = frame(el, o.xd.map(X), o.yd, o.xlabel, o.ylabel, xt);
+    if (o.diagonal) {
+      const xs = o.diagonal === true ? [0, 1] : o.diagonal;
+      node("path", { d: xs.map((v, i) => `${i ? "L" : "M"}${f.x(X(v)).toFixed(1)},${f.y(v).toFixed(1)}`).join(""), fill: "none", stroke: "#999", "stroke-dasharray": "4 3" }, f.svg);
+    }
     if (!pts.length) return empty(f.svg, o.empty), f.svg;
-    const d = pts.map((p, i) => `${i ? "L" : "M"}${f.x(p.x).toFixed(1)},${f.y(p.y).toFixed(1)}`).join("");
-    node("path", { d, fill: "none", stroke: o.color || "#2f5fb3", "stroke-width": 1.5 }, f.svg);
+    const color = o.color || "#2f5fb3";
+    if (o.line !== false) {
+      const d = pts.map((p, i) => `${i ? "L" : "M"}${f.x(X(p.x)).toFixed(1)},${f.y(p.y).toFixed(1)}`).join("");
+      node("path", { d, fill: "none", stroke: color, "stroke-width": 1.5 }, f.svg);
+    }
     const max = Math.max(...pts.map((p) => p.n));
     for (const p of pts) {
-      const c = node("circle", { cx: f.x(p.x), cy: f.y(p.y), r: 3 + 5 * Math.sqrt(p.n / max), fill: o.color || "#2f5fb3", "fill-opacity": 0.75, class: "mark" }, f.svg);
-      tip(c, p.tip || `${fmt(p.x)}: ${fmt(p.y)} (n=${p.n})`);
+      const cx = f.x(X(p.x));
+      if (p.lo != null) node("line", { x1: cx, x2: cx, y1: f.y(p.lo), y2: f.y(p.hi), stroke: color, "stroke-width": 1.5, class: "ci" }, f.svg);
+      const c = node("circle", { cx, cy: f.y(p.y), r: 3 + 5 * Math.sqrt(p.n / max), fill: color, "fill-opacity": 0.75, class: "mark" }, f.svg);
+      clickable(c, p, o, p.tip || `${fmt(p.x)}: ${fmt(p.y)} (n=${p.n})`);
+      if (o.counts) text(f.svg, cx, f.y(o.yd[0]) - 4, fmt(p.n), { "text-anchor": "middle", class: "count" });  // along the axis: clear of the marks
     }
     return f.svg;
   }
@@ -83,15 +106,16 @@ const Charts = (() => {
     const max = o.ymax != null ? o.ymax : Math.max(1, ...items.flatMap((it) => series.map((s) => it[s.key] || 0)));
     const n = Math.max(1, items.length), band = (W - M.l - M.r) / n;
     const xTicks = items.length <= 24 ? items.map((it, i) => [i + 0.5, it.label]) : items.filter((_, i) => i % Math.ceil(n / 12) === 0).map((it) => [items.indexOf(it) + 0.5, it.label]);
-    const f = frame(el, [0, n], [0, max], o.xlabel, o.ylabel, xTicks);
+    const min = Math.min(0, ...items.flatMap((it) => series.map((s) => it[s.key] || 0)));  // kappa can be < 0
+    const f = frame(el, [0, n], [min, max], o.xlabel, o.ylabel, xTicks);
     if (!items.length) return empty(f.svg, o.empty), f.svg;
     const bw = (band * 0.8) / series.length;
     items.forEach((it, i) => series.forEach((s, j) => {
       const v = it[s.key];
       if (v == null) return;
       const x0 = M.l + i * band + band * 0.1 + j * bw;
-      const r = node("rect", { x: x0, y: f.y(v), width: Math.max(1, bw - 1), height: Math.max(0, f.y(0) - f.y(v)), fill: it.color || s.color, class: "mark" }, f.svg);
-      tip(r, `${it.label}${s.name ? " " + s.name : ""}: ${fmt(v)}${it.tip ? " — " + it.tip : ""}`);
+      const r = node("rect", { x: x0, y: f.y(Math.max(0, v)), width: Math.max(1, bw - 1), height: Math.abs(f.y(0) - f.y(v)), fill: it.color || s.color, class: "mark" }, f.svg);
+      clickable(r, it, o, `${it.label}${s.name ? " " + s.name : ""}: ${fmt(v)}${it.tip ? " — " + it.tip : ""}`);
     }));
     if (o.series && o.series.length > 1) {
       o.series.forEach((s, j) => {

@@ -1,6 +1,7 @@
 """Assemble the inspector page: one self-contained HTML file that opens from disk.
 
-Styles and scripts are inlined from the package's `style.css`, `charts.js` and `app.js`, and
+Styles and scripts are inlined from the package's `style.css`, `charts.js` and the page's modules
+(`MODULES`), and
 the data is embedded as one JSON block, so the page needs no server, no network and no CDN
 (charts are inline SVG drawn by the page's own script). The JSON is escaped so no string in the
 data can close the script element early.
@@ -17,11 +18,13 @@ from pathlib import Path
 from stages.base import StageConfig, StageContext
 from stages.evaluate.results import side_by_side
 from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
-from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces
+from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces, with_frontier
 from stages.inspect.stats import CONFIDENT, FILTERS, overview
 from stages.jsonable import finite
 
 ASSETS = Path(__file__).parent
+# The page's script, in order: one script scope, so later modules use the earlier ones' names.
+MODULES = ("util.js", "overview.js", "tracelist.js", "traceview.js", "app.js")
 DEFAULT_MAX_TRACES = 2000
 
 
@@ -51,9 +54,9 @@ def collect(
     """Everything the page shows, as plain data: overview over all traces, a selection of them.
     `layout` (stage name -> folder) says where a run folder's stage outputs are."""
     src = locate(Path(source), layout)
-    lf = scan_traces(src)
+    lf = with_frontier(scan_traces(src), scan_frontier(src))
     sel = select(lf, max_traces, seed)
-    data = payload(lf, sel, scan_pairs(src), scan_frontier(src))
+    data = payload(lf, sel, scan_pairs(src))
     return {
         "meta": {
             "source": str(src.root),
@@ -85,7 +88,7 @@ def render(data: dict) -> str:
         "__TITLE__": title.replace("&", "&amp;").replace("<", "&lt;"),
         "/*__STYLE__*/": (ASSETS / "style.css").read_text(encoding="utf-8"),
         "/*__CHARTS__*/": (ASSETS / "charts.js").read_text(encoding="utf-8"),
-        "/*__APP__*/": (ASSETS / "app.js").read_text(encoding="utf-8"),
+        "/*__APP__*/": "\n".join((ASSETS / m).read_text(encoding="utf-8") for m in MODULES),
         "__DATA__": _embed(data),
     }
     for key, value in parts.items():  # DATA last: nothing is substituted inside the data

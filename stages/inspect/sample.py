@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import polars as pl
 
 from schemas.labels import LABELERS
+from stages.inspect.marks import divergence, labeler_notes, step_marks
 from stages.inspect.stats import FILTERS, filter_exprs
 
 STEP_CHARS = 1200  # text kept per step
 TRACE_CHARS = 5000  # step text kept per trace, in total
 FIELD_CHARS = 600  # problem, answer text, provenance
-PAIR_CHARS = 200  # each side of a pair
+PAIR_CHARS = 600  # each side of a pair past the shared prefix (its head and its end: the answer)
 MAX_STEPS = 120  # steps listed per trace (labels only once the text budget is spent)
 MAX_PAIRS = 10  # pairs listed per trace
 MAX_BYTES = 20_000_000  # embedded traces and pairs, serialized: the page stays under ~25 MB
@@ -100,20 +101,21 @@ def _cut(text: str | None, limit: int) -> str | None:
     return text[:limit] + f" … [{len(text) - limit:,} more chars]"
 
 
-def _steps(steps: list[dict]) -> tuple[list[list], int]:
-    """Compact steps: [text, confidence, symbolic, mc_value, mc_label, judge_label, label,
-    low_conf_tokens]; text within the per-step and per-trace budgets. Returns (steps, chars cut)."""
+def _steps(r: dict) -> tuple[list[list], int]:
+    """Compact steps: [text, confidence, low_conf_tokens, symbolic, mc, mc_tally, judge, consensus]
+    (verdict codes: `marks.step_marks`); text within the per-step and per-trace budgets.
+    Returns (steps, chars cut)."""
+    steps = r["steps"] or []
+    marks = step_marks(r, steps[:MAX_STEPS])
     out, budget, cut = [], TRACE_CHARS, 0
-    for s in steps[:MAX_STEPS]:
+    for s, m in zip(steps[:MAX_STEPS], marks):
         text = s["text"] or ""
         keep = min(len(text), STEP_CHARS, budget)
         budget -= keep
         cut += len(text) - keep
         lp = s["mean_logprob"]
-        conf = _num(math.exp(lp)) if lp is not None else None
-        mc = _num(s["mc_value"], 3)
-        row = [text[:keep] + ("…" if keep < len(text) else ""), conf, s["symbolic"], mc]
-        out.append(row + [s["mc_label"], s["judge_label"], s["label"], s["low_conf_tokens"]])
+        conf = _num(math.exp(lp), 6) if lp is not None else None  # 6 digits: the page bins up to 0.9999
+        out.append([text[:keep] + ("…" if keep < len(text) else ""), conf, s["low_conf_tokens"], *m])
     cut += sum(len(s["text"] or "") for s in steps[MAX_STEPS:])
     return out, cut
 
@@ -142,8 +144,7 @@ def _pair(p: dict) -> dict:
         "kind": p["kind"],
         "source": p["source"],
         "margin": _num(p["margin"]),
-        "chosen": _cut(p["chosen"], PAIR_CHARS),
-        "rejected": _cut(p["rejected"], PAIR_CHARS),
+        **divergence(p["prefix"] or "", p["chosen"] or "", p["rejected"] or "", PAIR_CHARS),
         "cconf": _num(p["chosen_confidence"]),
         "rconf": _num(p["rejected_confidence"]),
         "trace": p["trace"],
@@ -154,7 +155,7 @@ def _pair(p: dict) -> dict:
 
 
 def _trace(r: dict) -> dict:
-    steps, cut = _steps(r["steps"] or [])
+    steps, cut = _steps(r)
     lp = r["answer_confidence"]
     return {
         "id": r["trace_id"],
@@ -173,6 +174,8 @@ def _trace(r: dict) -> dict:
         "consensus": r["consensus"],
         "first_error": r["first_error"],
         "labelers": {k: r[f"first_error_{k}"] for k in LABELERS},
+        "notes": labeler_notes(r["provenance"]),
+        "self_corrected": r["self_corrected"],
         "provenance": _cut(r["provenance"], FIELD_CHARS),
         "tokens": r["thinking_tokens"],
         "finish": r["finish_reason"],
@@ -189,14 +192,12 @@ def _size(obj: object) -> int:
     return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
 
 
-def payload(lf: pl.LazyFrame, sel: Selection, pairs: pl.LazyFrame | None, frontier: pl.LazyFrame | None) -> dict:
+def payload(lf: pl.LazyFrame, sel: Selection, pairs: pl.LazyFrame | None) -> dict:
     """The embedded traces (in problem, sample order) and the pairs they take part in (at most
     MAX_PAIRS per trace). Traces are taken in selection order while the serialized data stays
     within MAX_BYTES, so the page size is bounded whatever the texts' lengths; `sel.shown` and
     `sel.cut_for_size` record the outcome for the page's statement."""
     df = lf.filter(pl.col("trace_id").is_in(sel.ids)).with_columns(**filter_exprs())
-    if frontier is not None:
-        df = df.join(frontier, on="trace_id", how="left")
     rows = {r["trace_id"]: r for r in df.collect().to_dicts()}
     by_trace: dict[str, list[dict]] = {}
     pair_df = _pair_rows(pairs, sel.ids)

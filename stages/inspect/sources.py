@@ -117,6 +117,7 @@ def scan_pairs(src: Sources) -> pl.LazyFrame | None:
             "kind",
             prov.str.json_path_match("$.source").alias("source"),
             "margin",
+            pl.lit("").alias("prefix"),  # a dpo row's sides are whole messages
             pl.col("chosen").list.last().struct.field("content").alias("chosen"),
             pl.col("rejected").list.last().struct.field("content").alias("rejected"),
             prov.str.json_path_match("$.chosen_confidence").cast(pl.Float32, strict=False).alias("chosen_confidence"),
@@ -131,6 +132,7 @@ def scan_pairs(src: Sources) -> pl.LazyFrame | None:
             "kind",
             "source",
             "margin",
+            "prefix",
             "chosen",
             "rejected",
             "chosen_confidence",
@@ -150,3 +152,12 @@ def scan_frontier(src: Sources) -> pl.LazyFrame | None:
     if not src.frontier:
         return None
     return pl.scan_parquet(src.frontier).select("trace_id", "keep", "drop_reason", "pass_rate", "ifd")
+
+
+def with_frontier(lf: pl.LazyFrame, frontier: pl.LazyFrame | None) -> pl.LazyFrame:
+    """The traces with their frontier decision (`keep`, `drop_reason`, `pass_rate`, `ifd`; null
+    where the folder has none), so filters and the page read one table."""
+    if frontier is None:
+        kinds = {"keep": pl.Boolean, "drop_reason": pl.String, "pass_rate": pl.Float32, "ifd": pl.Float32}
+        return lf.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in kinds.items())
+    return lf.join(frontier, on="trace_id", how="left")

@@ -1,7 +1,7 @@
 """Overview statistics over every trace of a corpus, computed column-wise with polars.
 
 The page embeds only a sample of traces, so everything the overview says (calibration, first
-errors, length vs accuracy, labeler and thinking-answer agreement) is computed here over all rows,
+errors, length vs accuracy, labeler and thinking-answer agreement: `measures`) is computed here over all rows,
 never from the embedded sample; the funnel and its drops by reason are run.json's, as the
 dataset card's are (`stages.funnel`). Step confidence is exp(mean token logprob)
 of the step's own tokens, as in the dataset card's figures, so the two agree.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from schemas.labels import LABELERS
 from stages.funnel import funnel
+from stages.inspect import measures
 from stages.inspect.sources import Sources, scan_pairs
 
 BINS = 10
@@ -24,6 +24,10 @@ FILTERS: dict[str, str] = {
     "confident_error": f"a wrong step (consensus first error) or a wrong final answer with confidence >= {CONFIDENT}",
     "disagreement": "the labelers disagree on the first error (consensus 'disagree')",
     "rationalized": "a correct final answer over a flawed step that is never repaired (self-corrections excluded)",
+    "self_corrected": "a correct final answer over a flawed step that a later step repairs",
+    "no_answer": "no final answer extracted, or the generation stopped at the length limit (truncated)",
+    "judge_failed": "the judge gave no usable verdict (its reason, e.g. misquoted_step, is in provenance)",
+    "frontier_dropped": "the frontier stage dropped the trace (student pass rate or IFD out of range)",
 }
 
 
@@ -41,6 +45,10 @@ def filter_exprs(confident: float = CONFIDENT) -> dict[str, pl.Expr]:
         "confident_error": ((_first_error_conf() >= confident).fill_null(False) | wrong_answer.fill_null(False)),
         "disagreement": (pl.col("consensus") == "disagree").fill_null(False),
         "rationalized": pl.col("rationalized").fill_null(False),
+        "self_corrected": pl.col("self_corrected").fill_null(False),
+        "no_answer": (pl.col("final_answer").is_null() | (pl.col("finish_reason") == "length")).fill_null(False),
+        "judge_failed": pl.col("provenance").str.json_path_match("$.judge.note").is_not_null().fill_null(False),
+        "frontier_dropped": (pl.col("keep") == False).fill_null(False),  # noqa: E712  (`sources.with_frontier`)
     }
 
 
@@ -58,6 +66,7 @@ def totals(lf: pl.LazyFrame) -> dict:
             pl.col("final_correct").sum().alias("final_correct"),
             pl.col("thinking_correct").sum().alias("thinking_correct"),
             pl.col("rationalized").sum().alias("rationalized"),
+            pl.col("self_corrected").sum().alias("self_corrected"),
             *[e.sum().alias(f"filter_{k}") for k, e in f.items()],
         )
         .collect()
@@ -70,22 +79,6 @@ def totals(lf: pl.LazyFrame) -> dict:
     out["consensus"] = _counts(consensus, "consensus")
     out["finish_reason"] = _counts(finish, "finish_reason")
     return out
-
-
-def calibration(lf: pl.LazyFrame, bins: int = BINS) -> list[dict]:
-    """Reliability diagram: steps binned by confidence; per bin the mean confidence and the
-    fraction labeled correct by consensus (steps without a confidence or a label are left out)."""
-    step = pl.col("steps").explode().struct
-    flat = lf.select(step.field("mean_logprob").alias("lp"), step.field("label")).drop_nulls()
-    conf = pl.col("lp").exp().clip(0.0, 1.0)
-    df = (
-        flat.with_columns(conf.alias("conf"), (conf * bins).floor().cast(pl.Int32).clip(0, bins - 1).alias("bin"))
-        .group_by("bin")
-        .agg(pl.col("conf").mean(), pl.col("label").cast(pl.Float64).mean().alias("correct"), pl.len().alias("n"))
-        .sort("bin")
-        .collect()
-    )
-    return [{"lo": b / bins, "hi": (b + 1) / bins, "conf": c, "correct": y, "n": n} for b, c, y, n in df.iter_rows()]
 
 
 def first_errors(lf: pl.LazyFrame) -> dict:
@@ -113,55 +106,6 @@ def length_accuracy(lf: pl.LazyFrame, bins: int = BINS) -> list[dict]:
         .collect()
     )
     return [{"lo": lo + b * width, "hi": lo + (b + 1) * width, "accuracy": a, "n": n} for b, a, n in df.iter_rows()]
-
-
-def labeler_agreement(lf: pl.LazyFrame) -> list[dict]:
-    """Pairwise over labelers, on traces both answered: same first-error step (exact), and the
-    same verdict on whether the trace has an error at all."""
-    exprs = []
-    pairs = [(a, b) for i, a in enumerate(LABELERS) for b in LABELERS[i + 1 :]]
-    for a, b in pairs:
-        ca, cb = pl.col(f"first_error_{a}"), pl.col(f"first_error_{b}")
-        both = ca.is_not_null() & cb.is_not_null()
-        exprs += [
-            both.sum().alias(f"{a}|{b}|n"),
-            (both & (ca == cb)).sum().alias(f"{a}|{b}|exact"),
-            (both & ((ca >= 0) == (cb >= 0))).sum().alias(f"{a}|{b}|has_error"),
-        ]
-    row = lf.select(exprs).collect().row(0, named=True)
-    out = []
-    for a, b in pairs:
-        n = int(row[f"{a}|{b}|n"] or 0)
-        rate = lambda k: (int(row[f"{a}|{b}|{k}"]) / n) if n else None  # noqa: B023
-        out.append({"a": a, "b": b, "n": n, "exact": rate("exact"), "has_error": rate("has_error")})
-    return out
-
-
-def thinking_agreement(lf: pl.LazyFrame) -> dict:
-    """Thinking-answer agreement overall and split by whether the final answer is correct."""
-    ag, fc = pl.col("thinking_answer_agrees"), pl.col("final_correct")
-    row = (
-        lf.select(
-            (ag == True).sum().alias("agrees"),  # noqa: E712
-            (ag == False).sum().alias("disagrees"),  # noqa: E712
-            ag.is_null().sum().alias("unknown"),
-            ((ag == True) & (fc == True)).sum().alias("agrees_correct"),  # noqa: E712
-            (ag.is_not_null() & (fc == True)).sum().alias("decided_correct"),  # noqa: E712
-            ((ag == True) & (fc == False)).sum().alias("agrees_wrong"),  # noqa: E712
-            (ag.is_not_null() & (fc == False)).sum().alias("decided_wrong"),  # noqa: E712
-        )
-        .collect()
-        .row(0, named=True)
-    )
-    row = {k: int(v or 0) for k, v in row.items()}
-    decided = row["agrees"] + row["disagrees"]
-    rate = lambda a, n: a / n if n else None
-    return {
-        **{k: row[k] for k in ("agrees", "disagrees", "unknown")},
-        "rate": rate(row["agrees"], decided),
-        "rate_correct": rate(row["agrees_correct"], row["decided_correct"]),
-        "rate_wrong": rate(row["agrees_wrong"], row["decided_wrong"]),
-    }
 
 
 def _run_stages(run: dict) -> list[dict]:
@@ -195,9 +139,9 @@ def overview(src: Sources, lf: pl.LazyFrame) -> dict:
         "stages": _run_stages(src.run),
         "funnel": run_funnel(src.run),
         "pairs": pair_counts(src),
-        "calibration": calibration(lf),
+        "calibration": measures.calibration(lf),
         "first_error": first_errors(lf),
         "length_accuracy": length_accuracy(lf),
-        "labelers": labeler_agreement(lf),
-        "thinking": thinking_agreement(lf),
+        "labelers": measures.labeler_agreement(lf),
+        "thinking": measures.thinking_final(lf),
     }
