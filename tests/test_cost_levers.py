@@ -69,6 +69,18 @@ def test_pairs_from_the_label_rollouts_keep_the_step_pair_invariants():
     )  # type: ignore[arg-type]
 
 
+def test_siblings_are_the_rollouts_from_the_prompt():
+    """The tree's root: a sibling whose first step is a false claim is a rejected first step."""
+    slip = "<think>\n3 * 2 = 7, now 7 - 3\n\n7 - 3 = 4\n\nSo the answer is 4.\n</think>\n\nThe answer is \\boxed{4}."
+    sibling = trace(trace_id="t1", completion=slip, consensus="disagree", final_correct=False)  # labels unused
+    sibling["steps"] = segment(slip[len("<think>") : slip.index("</think>")], len("<think>"), [], [], [])
+    sibling["steps"][0]["mean_logprob"] = -0.2
+    pairs, _, _ = next_step_pairs(None, [trace(), sibling], NextStepConfig(source="rollouts"), RolloutConfig())  # type: ignore[arg-type]
+    [p] = [p for p in pairs if p is not None]
+    assert (p["prefix"], p["chosen"], p["rejected"]) == ("<think>", "\n3 * 2 = 6, now 6 - 3", "\n3 * 2 = 7, now 7 - 3")
+    assert json.loads(p["provenance"])["step"] == 0 and slip.startswith(p["prefix"] + p["rejected"])
+
+
 class OutcomeEngine:
     """Answers every rollout request from a script: per prompt, the outcomes of its draws in order
     (True: the rollout reaches the gold answer 3). Records each request's (prompt, n, seed)."""

@@ -13,7 +13,9 @@ the labels already paid for, so no second sampling pass is spent. One rollout th
 answer shows its first step's MC value is above 0 (today's chosen-side test, from one sample
 instead of k); one that misses says nothing about its first step (it may fail later), so a missed
 rollout is a rejected candidate only where the symbolic checker finds its first step wrong, and
-the main rejected side is the trace's own step at its consensus first error.
+the main rejected side is the trace's own step at its consensus first error. The tree's root is
+the prompt, and its rollouts are the trace's siblings: where a first step is wrong, binary search
+never rolls out from before it, and the siblings' first steps are the candidates there.
 """
 
 from __future__ import annotations
@@ -119,14 +121,16 @@ def _own(trace: dict, i: int, prefix: str, sep: str) -> dict:
 
 
 def branch_pairs(traces: list[dict], cfg: NextStepConfig) -> list[dict | None]:
-    """Pairs from the label stage's rollouts (`branches`): at each prefix some rollout started
-    from, the trace's own next step (labeled by the consensus) and the rollouts' first steps.
-    Costs no tokens: every trusted trace with rollouts takes part, errors first."""
+    """Pairs from the label stage's rollouts (`branches`) and the tree's root, the prompt (whose
+    rollouts are the trace's siblings): at each prefix some rollout started from, the trace's own
+    next step (labeled by the consensus) and the rollouts' first steps. Costs no tokens: every
+    trusted trace takes part, errors first."""
     sep = cfg.stop[0] if cfg.stop else ""
+    roots = _root_branches(traces)
     pairs: list[dict | None] = []
     for t in _branch_traces(traces, len(traces)):
         at: dict[int, list[dict]] = defaultdict(list)
-        for b in t["branches"] or []:
+        for b in roots[t["trace_id"]] + (t["branches"] or []):
             at[b["after"]].append(b)
         for a in sorted(at):
             i = a + 1
@@ -143,6 +147,29 @@ def branch_pairs(traces: list[dict], cfg: NextStepConfig) -> list[dict | None]:
                     )
             pairs += _pairs_at(t, i, prefix, cands, cfg.pairs_per_prefix)
     return pairs
+
+
+def _root_branches(traces: list[dict]) -> dict[str, list[dict]]:
+    """Per trace, the branches at its root: generation drew n rollouts from each prompt, so each
+    sibling that opens its thinking the same way is a first step with a known outcome (its final
+    answer). Binary search never rolls out from the prompt, where a first-step error branches."""
+    out: dict[str, list[dict]] = {}
+    for group in by_problem(t for t in traces if t["steps"]).values():
+        for t in group:
+            prefix = step_prefix(t, -1)
+            out[t["trace_id"]] = [
+                {
+                    "after": -1,
+                    "text": s["completion"][
+                        len(prefix) - len(s["prompt"]) : s["thinking_start"] + s["steps"][0]["char_end"]
+                    ],
+                    "reached": bool(s.get("final_correct")),
+                    "confidence": s["steps"][0]["mean_logprob"],
+                }
+                for s in group
+                if s is not t and step_prefix(s, -1) == prefix
+            ]
+    return out
 
 
 def next_step_pairs(
