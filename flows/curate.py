@@ -102,7 +102,9 @@ def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, sum
     this_run = _stats(root / "logs" / name)  # datatrove's, of this run's chunks only
     rate = round(this_run.get("rows_in", 0) / seconds, 2) if seconds else None
     result = {"status": "ran", "pending_chunks": pending, "seconds": seconds, "rows_per_second": rate}
-    result |= {"chunks_run": int(this_run.get("chunks_done", 0)), **stage_totals(output)}  # totals: every run's
+    # this run's chunks (run, and skipped as already written by an earlier run); totals: every run's
+    this = {"chunks_run": int(this_run.get("chunks_done", 0)), "chunks_skipped": int(this_run.get("chunks_skipped", 0))}
+    result |= this | stage_totals(output)
     return result | ({"engines_at_start": engines} if engines is not None else {})
 
 
