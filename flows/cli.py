@@ -127,6 +127,10 @@ def _bench(args: argparse.Namespace) -> int:
         from flows.bench.loop import main as bench_loop
 
         bench_loop()
+    elif args.what == "cost":
+        from flows.bench.cost import main as bench_cost
+
+        bench_cost()
     elif args.what == "label":
         from flows.bench.label import main as bench_label
 
@@ -226,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=models_eval)
 
     bench = sub.add_parser("bench", help="benchmarks: ratios measured side by side in one run")
-    bench.add_argument("what", choices=["generate", "import", "label", "loop", "prune", "publish", "reliability"])
+    benches = ["cost", "generate", "import", "label", "loop", "prune", "publish", "reliability"]
+    bench.add_argument("what", choices=benches)
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--traces", type=int, default=60_000, help="reliability: synthetic traces for the kill runs")
     bench.add_argument("--kills", type=int, default=5, help="reliability: SIGKILLs per stage")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from stages.engine import Generation, Sample, SamplingConfig
 from stages.label.base import TraceLabel, step_prefix
 from stages.label.consensus import ConsensusConfig, consensus, settled
@@ -168,3 +170,14 @@ def test_a_recheck_that_reaches_the_answer_withdraws_the_mc_claim():
         [(first, tokens)] = resolve_disputes(engine, cfg, 4, [t], [disputed])  # type: ignore[arg-type]
         assert first == expected and tokens == 10 * len(script)
         assert engine.requests[0][2] == 9  # seeds past the labeler's own rounds: new draws
+
+
+def test_the_cost_bench_scores_pairs_against_exact_truth_and_projects_hours():
+    from flows.bench.cost import pair_accuracy, projection
+
+    t = trace()
+    right = {"chosen": "6 - 3 = 3", "rejected": "6 - 3 = 4", "provenance": json.dumps({"trace": "t0", "step": 1})}
+    flipped = right | {"chosen": "6 - 3 = 4", "rejected": "6 - 3 = 3"}
+    assert pair_accuracy([right, flipped], {"t0": t}) == 0.5
+    gen, labels = projection(9.0)  # the scale: 800k traces x 4k tokens on 8 GPUs x 20k tok/s
+    assert gen == pytest.approx(5.56, abs=0.01) and labels == pytest.approx(9 * gen)

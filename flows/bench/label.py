@@ -43,10 +43,10 @@ def processbench(pred: list[int | None], truth: list[int]) -> dict:
     }
 
 
-def sample_traces(engine, problems: int, n: int, tmp: Path) -> list[dict]:
-    rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems, seed=7)))
+def sample_traces(engine, problems: int, n: int, tmp: Path, problem_seed: int = 7, seed: int = 11) -> list[dict]:
+    rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems, seed=problem_seed)))
     write_table(pa.Table.from_pylist(rows, schema=arrow_schema(PROBLEMS)), tmp / "p" / "p.parquet", PROBLEMS)
-    cfg = GenerateConfig(sampling=SamplingConfig(n=n, max_tokens=300, seed=11), chunk_size=problems)
+    cfg = GenerateConfig(sampling=SamplingConfig(n=n, max_tokens=300, seed=seed), chunk_size=problems)
     Generate(tmp / "p", tmp / "t", cfg, engines={"generator": engine}).run()
     return pa.concat_tables([read_table(p, TRACES) for p in shard_paths(tmp / "t")]).to_pylist()
 
