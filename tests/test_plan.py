@@ -65,7 +65,8 @@ def test_math_tokens_follow_sampling_and_ratios():
     judge = next(e for e in label["engines"] if e["roles"] == ["judge"])
     assert judge["where"] == "served" and label["gpus"] == 8  # 4 completers on GPUs 0-3, the judge on 4-7
     assert _stage(result, "frontier")["tokens"] == 500 * 16 * 8000 * 0.5
-    assert [s["stage"] for s in result["stages"]] == ["generate", "label", "pairs", "frontier"]
+    # pairs start no engine: their step pairs come from the label stage's rollouts
+    assert [s["stage"] for s in result["stages"]] == ["generate", "label", "frontier"]
     assert result["total"]["tokens"] == pytest.approx(sum(s["tokens"] for s in result["stages"]))
 
 
