@@ -12,6 +12,7 @@ from stages.engine import Generation, Sample, SamplingConfig
 from stages.label.base import TraceLabel, step_prefix
 from stages.label.consensus import ConsensusConfig, consensus, settled
 from stages.label.resolve import evidenced_first_error, resolve_disputes
+from stages.label.rollout_sampling import first_step
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig, rollout_correct, rollout_values
 from stages.pairs.step_pairs import NextStepConfig, next_step_pairs
 from stages.segment import segment
@@ -145,6 +146,8 @@ def test_a_rollout_stopped_at_the_thinking_end_is_scored_by_its_conclusion():
     assert rollout_correct(t, prefix, "6 - 3 = 3\n\nSo the answer is 3.\n", "math", "thinking")
     assert not rollout_correct(t, prefix, "6 - 3 = 3\n\nSo the answer is 3.\n", "math", "final")  # no answer yet
     assert rollout_correct(t, prefix, "6 - 3 = 3\n</think>\n\nThe answer is \\boxed{3}.", "math", "final")
+    last = "So the answer is 3.\n</think>\n\nThe answer is \\boxed{3}."  # a last step, not stopped
+    assert first_step(Sample(last, [0, 1], "stop", [-0.5, -0.7], [], [0, 25]))[0] == "So the answer is 3.\n"
     engine = OutcomeEngine({prefix: [True]})
     [r] = rollout_values(engine, RolloutConfig(k=1, answer_from="thinking"), [(t, prefix)])  # type: ignore[arg-type]
     assert engine.stop == ["</think>"] and r.value == 1.0  # vLLM stops there and drops the tag

@@ -87,8 +87,9 @@ def rollout_correct(trace: dict, prefix: str, rollout: str, verifier: str, answe
 
 
 def first_step(sample: Sample) -> tuple[str, float | None]:
-    """A completion's first step (up to the step delimiter) and its tokens' mean logprob."""
-    text = sample.text.split(STEP_SEP, 1)[0]
+    """A completion's first step (up to the step delimiter or the thinking's end, as a trace's own
+    last step ends) and its tokens' mean logprob."""
+    text = sample.text.split(STEP_SEP, 1)[0].split(THINK_END, 1)[0]
     lps = [lp for lp, off in zip(sample.logprobs, sample.offsets) if off < len(text)]
     return text, float(np.mean(lps)) if lps else None
 
