@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from labeled_rows import labeled_trace  # tests/ is on sys.path (pytest rootdir conftest)
+
 from stages.configs import dpo_row
 from stages.pairs.common import dedupe_and_cap, make_pair, pair_kinds
 from stages.pairs.fidelity_pairs import fidelity_pairs
@@ -13,22 +15,8 @@ from stages.pairs.trace_pairs import trace_pairs
 
 
 def trace(tid: str, confidence: float, **kw) -> dict:
-    return {
-        "trace_id": tid,
-        "problem_id": "p",
-        "problem": "What is 16 - 7 + 3?",
-        "completion": f"<think>{tid}</think> The answer is \\boxed{{12}}.",
-        "answer_confidence": confidence,
-        "finish_reason": "stop",
-        "final_correct": True,
-        "thinking_answer_agrees": True,
-        "consensus": "agree",
-        "first_error": -1,
-        "first_error_symbolic": -1,
-        "self_corrected": False,
-        "rationalized": False,
-        "steps": [],
-    } | kw
+    completion = f"<think>{tid}</think> The answer is \\boxed{{12}}."
+    return labeled_trace(tid, completion=completion, answer_confidence=confidence, **kw)
 
 
 def pair(kind: str, chosen: str, rejected: str, problem: str = "p", **provenance) -> dict:

@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+from labeled_rows import labeled_trace  # tests/ is on sys.path (pytest rootdir conftest)
 from pydantic import ValidationError
 
 from flows.pipeline import PIPELINE
@@ -160,22 +161,7 @@ def test_the_label_stage_writes_the_flags_labels_and_repairs(tmp_path):
 
 
 def labeled(tid: str, **kw) -> dict:
-    base = {
-        "trace_id": tid,
-        "problem_id": "p",
-        "problem": "What is 16 - 7 + 3?",
-        "completion": f"<think>{tid}</think> \\boxed{{12}}",
-        "answer_confidence": -0.1,
-        "final_correct": True,
-        "thinking_answer_agrees": True,
-        "consensus": "agree",
-        "first_error": -1,
-        "first_error_symbolic": -1,
-        "self_corrected": False,
-        "rationalized": False,
-        "steps": [{"text": s} for s in CAUGHT[1:]],
-    }
-    return base | kw
+    return labeled_trace(tid, **{"steps": [{"text": s} for s in CAUGHT[1:]], **kw})
 
 
 def test_fidelity_pairs_reject_misaligned_and_rationalized_traces_not_self_corrections():
