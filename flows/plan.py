@@ -27,12 +27,13 @@ from typing import get_args
 from flows.pipeline import DEFAULT, load_pipeline
 from stages.engine.types import EngineConfig, resolve_model
 
-# Tokens the label and pairs stages generate per generated trace token, by source. Measured on the
-# demo (`make run`, out/demo/run.json: 41,948 trace tokens; label mc 95,941 and judge 41,351, i.e.
-# 3.27x in all; pairs next_step 257,637, 6.14x). Recipe-independent defaults only: `--from-run`
-# takes them from a finished run of the recipe being planned.
+# Tokens the label and pairs stages generate per generated trace token, by source, from the demo's
+# run.json (`make run`): label with its cost levers on (adaptive k, rollouts stopped at the
+# thinking's end); pairs' next-step sampling from a run that sampled it (the demo now draws step
+# pairs from the label rollouts, and a recipe that does so plans no pairs tokens). Recipe-
+# independent defaults only: `--from-run` takes them from a finished run of the recipe planned.
 DEMO_RATIOS: dict[str, dict[str, float]] = {
-    "label": {"mc": 95941 / 41948, "judge": 41351 / 41948, "symbolic": 0.0},
+    "label": {"mc": 31026 / 41948, "judge": 41351 / 41948, "symbolic": 0.0},
     "pairs": {"next_step": 257637 / 41948},
 }
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp8": 1}
