@@ -33,7 +33,7 @@ from stages.engine.types import EngineConfig, resolve_model
 # pairs from the label rollouts, and a recipe that does so plans no pairs tokens). Recipe-
 # independent defaults only: `--from-run` takes them from a finished run of the recipe planned.
 DEMO_RATIOS: dict[str, dict[str, float]] = {
-    "label": {"mc": 31026 / 41948, "judge": 41351 / 41948, "symbolic": 0.0},
+    "label": {"mc": 31026 / 41948, "judge": 41351 / 41948, "symbolic": 0.0, "resolve": 4069 / 41948},
     "pairs": {"next_step": 257637 / 41948},
 }
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp8": 1}
@@ -158,6 +158,8 @@ def stage_tokens(name: str, section, recipe, problems: int, fraction: float, rat
         for lab in section.labelers:
             for purpose in LABELERS[lab].uses[:1]:  # a labeler's tokens come from its first purpose
                 out[purpose] = out.get(purpose, 0.0) + trace * ratios["label"].get(lab, 0.0)
+        if section.consensus.resolve == "evidence":  # disputes rechecked with more rollouts
+            out["completer"] = out.get("completer", 0.0) + trace * ratios["label"].get("resolve", 0.0)
         return out
     if name == "pairs":
         # next-step sampling and its rollouts (`next_step_rollout`); none when pairs come from the label rollouts

@@ -61,7 +61,8 @@ def test_math_tokens_follow_sampling_and_ratios():
     assert generate["tokens"] == trace and generate["tokens_at_max"] == 500 * 16 * 14000
     assert generate["gpus"] == 4 and generate["wall_hours"] == pytest.approx(trace / 1000 / 4 / 3600)  # 4 workers
     label = _stage(result, "label")
-    assert label["tokens"] == pytest.approx(trace * (DEMO_RATIOS["label"]["mc"] + DEMO_RATIOS["label"]["judge"]))
+    ratios = DEMO_RATIOS["label"]  # math resolves disputes by evidence: their rechecks count too
+    assert label["tokens"] == pytest.approx(trace * (ratios["mc"] + ratios["judge"] + ratios["resolve"]))
     judge = next(e for e in label["engines"] if e["roles"] == ["judge"])
     assert judge["where"] == "served" and label["gpus"] == 8  # 4 completers on GPUs 0-3, the judge on 4-7
     assert _stage(result, "frontier")["tokens"] == 500 * 16 * 8000 * 0.5
