@@ -20,6 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from flows.recipe import load_recipe
 from stages.engine import EngineConfig, Generation, build_engine
@@ -28,7 +29,6 @@ from stages.label.stage import Label
 from stages.pairs.stage import Pairs
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
 
-TINY = {"enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}  # the demo recipe's
 PROBLEMS, SAMPLES = 24, 8  # chosen before any run
 OFF = {  # every lever off: the demo recipe as it was before them (its next-step sampling settings too)
     "label.rollouts.adaptive_k": False,
@@ -123,7 +123,7 @@ def bench_cost(
     problems: int = PROBLEMS, samples: int = SAMPLES, model: str = "tiny:teacher", seeds: tuple[int, int] = (7, 11)
 ) -> dict:
     """`seeds`: the problems' and the samples' (another pair is another set of traces)."""
-    engine = build_engine(EngineConfig(model=model, **TINY))
+    engine = build_engine(EngineConfig(model=model, **TINY_ENGINE))
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, samples, Path(tmp), *seeds) if t["steps"]]
     memo = Memo(engine)

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from flows.bench import TINY_ENGINE
 from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.evaluate.metrics import auroc, bootstrap_interval, bootstrap_pooled
 from stages.generate import problem_seed
@@ -25,7 +26,6 @@ from stages.prune import Outcome, StrategyConfig, final_answer, run_strategy, vo
 from stages.prune.chunked import Partial, advance, sub_seed
 from stages.prune.confidence import lowest_group_confidence, token_confidence
 
-TINY = {"enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}  # the demo recipe's
 CHOSEN = {"confidence": "chosen", "window": 16}
 SAMPLING = SamplingConfig(n=8, temperature=1.0, max_tokens=400, logprobs=5, seed=0)
 ARMS: dict[str, tuple[StrategyConfig, bool]] = {  # name -> (strategy, confidence-weighted vote)
@@ -88,7 +88,7 @@ def calibration(rows, prompts, outcomes, window: int) -> dict:
 
 
 def bench_model(model: str, problems: int, on_arm=None) -> dict:
-    engine = build_engine(EngineConfig(model=model, **TINY))
+    engine = build_engine(EngineConfig(model=model, **TINY_ENGINE))
     rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems)))
     prompts = [engine.chat_prompt(r["problem"]) for r in rows]
     seeds = [problem_seed(r["problem_id"], SAMPLING.seed) for r in rows]

@@ -10,13 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from stages.engine import EngineConfig, build_engine
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
 from stages.prune import StrategyConfig
 
-TINY = {"enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}
 ROLLOUT = {"strategy": "binary_search", "k": 4, "max_tokens": 300, "seed": 5}
 ARMS: dict[str, StrategyConfig] = {
     "sample": StrategyConfig(kind="sample"),
@@ -31,7 +31,7 @@ ARMS: dict[str, StrategyConfig] = {
 
 
 def bench_rollouts(problems: int = 48, n: int = 4, model: str = "tiny:teacher") -> dict:
-    engine = build_engine(EngineConfig(model=model, **TINY))
+    engine = build_engine(EngineConfig(model=model, **TINY_ENGINE))
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, n, Path(tmp)) if t["steps"]]
     truth = [first_error(problem_step_truth(t["problem"], [s["text"] for s in t["steps"]])) for t in traces]

@@ -25,7 +25,6 @@ and the tokens are all it generated, pruned ones included.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -35,6 +34,7 @@ from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.engine import Engine, Sample, SamplingConfig
 from stages.label.verify import verify_answer
 from stages.prune import StrategyConfig, run_strategy
+from stages.prune.chunked import sub_seed
 
 THINK_END = "</think>"
 STEP_SEP = "\n\n"  # the default (paragraph) segmentation's step delimiter: where a first step ends
@@ -159,7 +159,7 @@ def _from_samples(cfg: RolloutConfig, trace: dict, prefix: str, samples: list[Sa
 
 def _pruned_values(engine: Engine, cfg: RolloutConfig, items: list[tuple[dict, str]], sampling: SamplingConfig):
     # a strategy seeds each completion itself: from the prefix, so a re-run rolls out the same
-    seeds = [int(hashlib.sha256(f"{cfg.seed}\x00{p}".encode()).hexdigest()[:8], 16) for _, p in items]
+    seeds = [sub_seed(cfg.seed, p) for _, p in items]
     outcomes = run_strategy(cfg.pruning, engine.generate, [p for _, p in items], seeds, sampling, engine.name)
     out = []
     for (trace, prefix), o in zip(items, outcomes):
