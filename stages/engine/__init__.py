@@ -16,14 +16,23 @@ from stages.engine.types import (
     Generation,
     Sample,
     SamplingConfig,
+    StepRewardEngine,
     resolve_model,
 )
 
 _SHARED: dict[str, Engine] = {}
 
 
-def build_engine(config: EngineConfig) -> Engine:
-    """A new engine; most callers want `shared_engine`."""
+def build_engine(config: EngineConfig) -> Engine | StepRewardEngine:
+    """A new engine (a `StepRewardEngine` for `runner: pooling`); most callers want `shared_engine`."""
+    if config.backend == "transformers":
+        from stages.engine.transformers_prm import TransformersPRM
+
+        return TransformersPRM(config)
+    if config.runner == "pooling":
+        from stages.engine.vllm_pooling import VLLMPoolingPRM
+
+        return VLLMPoolingPRM(config)
     if config.backend == "vllm":
         from stages.engine.vllm_offline import VLLMEngine
 
@@ -41,7 +50,7 @@ def engine_key(config: EngineConfig) -> str:
     return config.model_dump_json()
 
 
-def shared_engine(config: EngineConfig) -> Engine:
+def shared_engine(config: EngineConfig) -> Engine | StepRewardEngine:
     """This process's engine for `config`, started on first use."""
     key = engine_key(config)
     if key not in _SHARED:
@@ -106,6 +115,7 @@ __all__ = [
     "Generation",
     "Sample",
     "SamplingConfig",
+    "StepRewardEngine",
     "build_engine",
     "close_shared_engines",
     "engine_key",

@@ -73,8 +73,13 @@ class EngineConfig(BaseModel):
     default: a forgotten model must be an error, never the embedded toy (`tiny:*` names it)."""
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["vllm", "openai"] = "vllm"
+    # transformers: in-process weights for a pooling model vLLM does not serve (a token-classifier
+    # PRM such as the tiny one TRL's PRMTrainer writes)
+    backend: Literal["vllm", "openai", "transformers"] = "vllm"
     model: str
+    # generate: sampling and scoring (`Engine`); pooling: a process reward model scoring each step
+    # of a trace in one forward pass (`StepRewardEngine`), as vLLM's `--runner pooling`
+    runner: Literal["generate", "pooling"] = "generate"
     dtype: str = "auto"
     max_model_len: int | None = None
     gpu_memory_utilization: float | None = None  # None: 0.9 on GPU, 0.2 on CPU (a share of RAM there)
@@ -111,6 +116,10 @@ class EngineConfig(BaseModel):
             raise ValueError("engine.serve starts an OpenAI-compatible server: set backend: openai")
         if self.serve is not None and self.base_url:
             raise ValueError("give engine.serve (the flow starts the server) or engine.base_url, not both")
+        if self.backend == "transformers" and self.runner != "pooling":
+            raise ValueError("backend transformers serves pooling models only: set runner: pooling (or backend: vllm)")
+        if self.backend == "openai" and self.runner == "pooling":
+            raise ValueError("a step-reward model runs in-process: backend vllm or transformers, not openai")
         return self
 
     @property
@@ -177,6 +186,22 @@ class Engine(Protocol):
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float] | None]:
         """Per-token logprobs of each continuation given its prompt (teacher forcing)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StepRewardEngine(Protocol):
+    """A process reward model (`runner: pooling`): per step, the probability it is correct, from
+    one forward pass over the problem and the trace's steps (prefill only, nothing sampled)."""
+
+    name: str
+    max_model_len: int | None
+
+    def step_rewards(
+        self, problems: Sequence[str], steps: Sequence[Sequence[str]], separator: str
+    ) -> list[list[float | None]]:
+        """Per trace, each step's P(correct); None for steps past the model's context."""
         ...
 
     def close(self) -> None: ...
