@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--learning-rate", type=float)
     tr.add_argument("--beta", type=float)
     tr.add_argument("--max-length", type=int)
+    tr.add_argument("--step-separator", help="prm: text after each step, where its label sits (default a blank line)")
     tr.add_argument("--seed", type=int)
     tr.set_defaults(func=_train)
 

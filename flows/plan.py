@@ -177,7 +177,7 @@ def _engines(recipe, section, tokens: dict[str, float] | None) -> list[EnginePla
         key = config.model_dump_json()
         if key not in by_config:
             serve = getattr(config, "serve", None)
-            where = "served" if serve else "remote" if config.backend != "vllm" else "in-process"
+            where = "served" if serve else "remote" if config.backend == "openai" else "in-process"
             params, source, weights = model_size(config)
             util = config.gpu_memory_utilization or 0.9
             by_config[key] = EnginePlan(

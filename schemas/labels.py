@@ -40,6 +40,7 @@ LABELER_STEP_FIELDS = {
     "symbolic": {"symbolic": Value("string")},
     "mc": {"mc_value": Value("float32"), "mc_label": Value("bool")},
     "judge": {"judge_label": Value("bool")},
+    "prm": {"prm_value": Value("float32"), "prm_label": Value("bool")},
 }
 LABELERS = tuple(LABELER_STEP_FIELDS)
 

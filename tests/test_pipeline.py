@@ -84,12 +84,12 @@ def test_stages_use_the_roles_their_settings_need():
 
 
 def test_labelers_come_from_the_registry():
-    assert set(LABELERS) == set(LABELER_STEP_FIELDS) == {"symbolic", "mc", "judge"}
+    assert set(LABELERS) == set(LABELER_STEP_FIELDS) == {"symbolic", "mc", "judge", "prm"}
     step = LABELED_STEP
     for name, cls in LABELERS.items():
         assert f"first_error_{name}" in LABELED_TRACES and set(cls.step_fields(None, 0)) <= set(step)
-    with pytest.raises(ValidationError, match=r"label.labelers: unknown labeler\(s\) \['prm'\]; registered"):
-        LabelConfig(labelers=["symbolic", "prm"])
+    with pytest.raises(ValidationError, match=r"label.labelers: unknown labeler\(s\) \['oracle'\]; registered"):
+        LabelConfig(labelers=["symbolic", "oracle"])
     with pytest.raises(ValidationError, match=r"label.consensus.sources: unknown labeler\(s\) \['human'\]"):
         LabelConfig(consensus={"sources": ["mc", "human"]})
 

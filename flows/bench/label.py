@@ -19,10 +19,12 @@ import pyarrow as pa
 
 from schemas import PROBLEMS, TRACES, arrow_schema
 from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.engine.step_layout import step_layout
 from stages.evaluate.metrics import auroc, expected_calibration_error
 from stages.generate import Generate, GenerateConfig
 from stages.label.consensus import ConsensusConfig, consensus
 from stages.label.judge import JudgeConfig, JudgeLabeler
+from stages.label.prm import PRMLabeler, PRMLabelerConfig
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.label.symbolic import SymbolicLabeler
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
@@ -51,8 +53,14 @@ def sample_traces(engine, problems: int, n: int, tmp: Path, problem_seed: int = 
     return pa.concat_tables([read_table(p, TRACES) for p in shard_paths(tmp / "t")]).to_pylist()
 
 
-def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:teacher") -> dict:
+PRM = EngineConfig(model="tiny:prm", backend="transformers", runner="pooling")
+
+
+def bench_label(
+    problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:teacher", prm: EngineConfig = PRM
+) -> dict:
     engine = build_engine(EngineConfig(model=model, enforce_eager=True))
+    prm_engine = build_engine(prm)
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, n, Path(tmp)) if t["steps"]]
     truth_steps = [problem_step_truth(t["problem"], [s["text"] for s in t["steps"]]) for t in traces]
@@ -63,6 +71,7 @@ def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:t
         "mc_per_step": MonteCarloLabeler(engine, RolloutConfig(strategy="per_step", **rollout)),
         "mc_binary_search": MonteCarloLabeler(engine, RolloutConfig(strategy="binary_search", **rollout)),
         "judge": JudgeLabeler(engine, JudgeConfig(template="compact", max_tokens=400)),
+        "prm": PRMLabeler(prm_engine, PRMLabelerConfig()),
     }
     results, verdicts = {}, {}
     for name, labeler in labelers.items():
@@ -74,21 +83,31 @@ def bench_label(problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:t
             "answered": sum(g.first_error is not None for g in got) / len(got),
             "unusable": dict(Counter(g.note for g in got if g.first_error is None)),
         }
-    for mc in ("mc_per_step", "mc_binary_search"):
-        policy = ConsensusConfig(sources=["mc", "judge"])
+    # the PRM reads each trace once (prefill): its cost in tokens read, beside the others' generated
+    prm_read = statistics.mean(
+        len(step_layout(prm_engine.tokenizer, t["problem"], [s["text"] for s in t["steps"]], "\n")[0]) for t in traces
+    )
+    results["prm"]["read_per_trace"] = prm_read
+    arms = [(mc, ("judge",)) for mc in ("mc_per_step", "mc_binary_search")]
+    arms += [("mc_binary_search", ("prm",)), ("mc_binary_search", ("judge", "prm")), (None, ("judge", "prm"))]
+    for mc, others in arms:
+        sources = ([mc] if mc else []) + list(others)
+        policy = ConsensusConfig(sources=["mc", *others])
         cons = [
-            consensus({"mc": m, "judge": j}, len(t["steps"]), policy)
-            for t, m, j in zip(traces, verdicts[mc], verdicts["judge"])
+            consensus({("mc" if s == mc else s): verdicts[s][i] for s in sources}, len(t["steps"]), policy)
+            for i, t in enumerate(traces)
         ]
         kept = [i for i, c in enumerate(cons) if c.status == "agree"]
-        results[f"consensus({mc}+judge)"] = {
+        results[f"consensus({'+'.join(sources)})"] = {
             **processbench([cons[i].first_error for i in kept], [truth[i] for i in kept]),
             "kept": len(kept) / len(traces),
-            "tokens_per_trace": results[mc]["tokens_per_trace"] + results["judge"]["tokens_per_trace"],
+            "erroneous_kept": sum(truth[i] >= 0 for i in kept) / max(sum(t >= 0 for t in truth), 1),
+            "tokens_per_trace": sum(results[s]["tokens_per_trace"] for s in sources),
         }
     conf = np.array([math.exp(s["mean_logprob"]) for t in traces for s in t["steps"]])
     correct = np.array([ok for ts in truth_steps for ok in ts], dtype=bool)
     engine.close()
+    prm_engine.close()
     return {
         "traces": len(traces),
         "erroneous": sum(t >= 0 for t in truth),
@@ -107,14 +126,18 @@ def main(problems: int = 64, n: int = 4, k: int = 4) -> None:
     r = bench_label(problems, n, k)
     print(f"{r['traces']} tiny-reasoner traces, {r['erroneous']} with an exact first error")
     print("(answered: share of traces with a usable verdict; an unusable one counts as a miss in F1)")
-    print(f"{'labeler':34} {'err_acc':>8} {'cor_acc':>8} {'F1':>6} {'answered':>8} {'kept':>6} {'tokens/trace':>13}")
+    print("(err_kept: share of the traces with an exact error that a consensus keeps)")
+    head = f"{'labeler':40} {'err_acc':>8} {'cor_acc':>8} {'F1':>6} {'answered':>8} {'kept':>6} {'err_kept':>8}"
+    print(f"{head} {'tokens/trace':>13}")
     for name, m in r["labelers"].items():
         kept = f"{m['kept']:.2f}" if "kept" in m else "1.00"
+        err_kept = f"{m['erroneous_kept']:.2f}" if "erroneous_kept" in m else "1.00"
         answered = f"{m['answered']:.2f}" if "answered" in m else ""
         print(
-            f"{name:34} {m['erroneous_acc']:8.3f} {m['correct_acc']:8.3f} {m['f1']:6.3f} {answered:>8} {kept:>6} "
-            f"{m['tokens_per_trace']:13.1f}"
+            f"{name:40} {m['erroneous_acc']:8.3f} {m['correct_acc']:8.3f} {m['f1']:6.3f} {answered:>8} {kept:>6} "
+            f"{err_kept:>8} {m['tokens_per_trace']:13.1f}"
         )
+    print(f"prm: 0 tokens generated; it reads {r['labelers']['prm']['read_per_trace']:.1f} tokens per trace (prefill)")
     for name, m in r["labelers"].items():
         if m.get("unusable"):
             print(f"{name} unusable verdicts: {m['unusable']}")

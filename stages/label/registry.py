@@ -11,10 +11,13 @@ from __future__ import annotations
 from schemas.labels import LABELER_STEP_FIELDS
 from stages.label.base import StepLabeler
 from stages.label.judge import JudgeLabeler
+from stages.label.prm import PRMLabeler
 from stages.label.rollouts import MonteCarloLabeler
 from stages.label.symbolic import SymbolicLabeler
 
-LABELERS: dict[str, type[StepLabeler]] = {cls.name: cls for cls in (SymbolicLabeler, MonteCarloLabeler, JudgeLabeler)}
+LABELERS: dict[str, type[StepLabeler]] = {
+    cls.name: cls for cls in (SymbolicLabeler, MonteCarloLabeler, JudgeLabeler, PRMLabeler)
+}
 
 
 def known_labelers(names: list[str], key: str) -> list[str]:

@@ -20,6 +20,7 @@ from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus, settled
 from stages.label.fidelity import FidelityConfig, answer_fidelity, information_gain, overthinking
 from stages.label.judge import JudgeConfig
+from stages.label.prm import PRMLabelerConfig
 from stages.label.registry import LABELERS, known_labelers
 from stages.label.repair import correction
 from stages.label.resolve import resolve_disputes
@@ -27,10 +28,11 @@ from stages.label.rollouts import RolloutConfig
 
 
 class LabelConfig(ModelStageConfig):
-    PURPOSES = ("completer", "judge")  # completer: rollouts and information-gain scoring
+    PURPOSES = ("completer", "judge", "prm")  # completer: rollouts and information-gain scoring
     labelers: list[str] = ["symbolic", "mc", "judge"]
     rollouts: RolloutConfig = Field(default_factory=RolloutConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    prm: PRMLabelerConfig = Field(default_factory=PRMLabelerConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     # A trace with more steps is quarantined (`too_many_steps`): every labeler's cost grows with

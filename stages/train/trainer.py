@@ -41,6 +41,10 @@ class TrainConfig(BaseModel):
     loss_type: list[str] = ["sigmoid"]
     loss_weights: list[float] | None = None
     max_length: int = 512
+    # prm: what follows each step, where its label sits (the PRM labeler reads scores there): a
+    # blank line, as the segmenter splits paragraphs, where a tiny model's next-paragraph guess
+    # ("Wait, ..." after a slip) already says whether the step was right; TRL's default is "\n"
+    step_separator: str = "\n\n"
     seed: int = 0
 
 
@@ -111,7 +115,7 @@ def _trainer(cfg: TrainConfig, rows, out: Path):
         return DPOTrainer(model=model, args=args, train_dataset=rows, processing_class=tok), tok
     from trl.experimental.prm import PRMConfig, PRMTrainer
 
-    args = PRMConfig(**common, max_length=cfg.max_length)
+    args = PRMConfig(**common, max_length=cfg.max_length, step_separator=cfg.step_separator)
     model = AutoModelForTokenClassification.from_pretrained(base, num_labels=2)
     return PRMTrainer(model=model, args=args, train_dataset=rows, processing_class=tok), tok
 
