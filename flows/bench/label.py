@@ -22,9 +22,10 @@ from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.engine.step_layout import step_layout
 from stages.evaluate.metrics import auroc, expected_calibration_error
 from stages.generate import Generate, GenerateConfig
-from stages.label.consensus import ConsensusConfig, consensus
+from stages.label.consensus import KEPT, ConsensusConfig, consensus, settled
 from stages.label.judge import JudgeConfig, JudgeLabeler
 from stages.label.prm import PRMLabeler, PRMLabelerConfig
+from stages.label.resolve import resolve_disputes
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.label.symbolic import SymbolicLabeler
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
@@ -45,6 +46,17 @@ def processbench(pred: list[int | None], truth: list[int]) -> dict:
     }
 
 
+def kept_figures(cons: list, truth: list[int], tokens_per_trace: float) -> dict:
+    """ProcessBench on the traces a consensus keeps, the kept share of all and of the erroneous."""
+    kept = [i for i, c in enumerate(cons) if c.status in KEPT]
+    return {
+        **processbench([cons[i].first_error for i in kept], [truth[i] for i in kept]),
+        "kept": len(kept) / len(truth),
+        "erroneous_kept": sum(truth[i] >= 0 for i in kept) / max(sum(t >= 0 for t in truth), 1),
+        "tokens_per_trace": tokens_per_trace,
+    }
+
+
 def sample_traces(engine, problems: int, n: int, tmp: Path, problem_seed: int = 7, seed: int = 11) -> list[dict]:
     rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems, seed=problem_seed)))
     write_table(pa.Table.from_pylist(rows, schema=arrow_schema(PROBLEMS)), tmp / "p" / "p.parquet", PROBLEMS)
@@ -54,6 +66,7 @@ def sample_traces(engine, problems: int, n: int, tmp: Path, problem_seed: int = 
 
 
 PRM = EngineConfig(model="tiny:prm", backend="transformers", runner="pooling")
+PRM_SEPARATOR = PRMLabelerConfig().step_separator
 
 
 def bench_label(
@@ -85,7 +98,8 @@ def bench_label(
         }
     # the PRM reads each trace once (prefill): its cost in tokens read, beside the others' generated
     prm_read = statistics.mean(
-        len(step_layout(prm_engine.tokenizer, t["problem"], [s["text"] for s in t["steps"]], "\n")[0]) for t in traces
+        len(step_layout(prm_engine.tokenizer, t["problem"], [s["text"] for s in t["steps"]], PRM_SEPARATOR)[0])
+        for t in traces
     )
     results["prm"]["read_per_trace"] = prm_read
     arms = [(mc, ("judge",)) for mc in ("mc_per_step", "mc_binary_search")]
@@ -97,13 +111,28 @@ def bench_label(
             consensus({("mc" if s == mc else s): verdicts[s][i] for s in sources}, len(t["steps"]), policy)
             for i, t in enumerate(traces)
         ]
-        kept = [i for i, c in enumerate(cons) if c.status == "agree"]
-        results[f"consensus({'+'.join(sources)})"] = {
-            **processbench([cons[i].first_error for i in kept], [truth[i] for i in kept]),
-            "kept": len(kept) / len(traces),
-            "erroneous_kept": sum(truth[i] >= 0 for i in kept) / max(sum(t >= 0 for t in truth), 1),
-            "tokens_per_trace": sum(results[s]["tokens_per_trace"] for s in sources),
-        }
+        results[f"consensus({'+'.join(sources)})"] = kept_figures(
+            cons, truth, sum(results[s]["tokens_per_trace"] for s in sources)
+        )
+    # the recipes' policy: symbolic + MC + judge, disagreements resolved by evidence (more rollouts)
+    policy = ConsensusConfig(sources=["mc", "judge", "symbolic"], resolve="evidence")
+    votes = [
+        {"mc": verdicts["mc_binary_search"][i], "judge": verdicts["judge"][i], "symbolic": verdicts["symbolic"][i]}
+        for i in range(len(traces))
+    ]
+    cons = [consensus(v, len(t["steps"]), policy) for v, t in zip(votes, traces)]
+    disputed = [i for i, c in enumerate(cons) if c.status == "disagree"]
+    rechecks = RolloutConfig(strategy="binary_search", **rollout)
+    resolved = resolve_disputes(
+        engine, rechecks, policy.resolve_k, [traces[i] for i in disputed], [votes[i] for i in disputed]
+    )
+    for i, (first, _) in zip(disputed, resolved):
+        if first is not None:
+            cons[i] = settled("resolved", first, len(traces[i]["steps"]), policy)
+    spent = sum(r[1] for r in resolved) / len(traces) + sum(
+        results[s]["tokens_per_trace"] for s in ("mc_binary_search", "judge")
+    )
+    results["recipe consensus (resolve: evidence)"] = kept_figures(cons, truth, spent)
     conf = np.array([math.exp(s["mean_logprob"]) for t in traces for s in t["steps"]])
     correct = np.array([ok for ts in truth_steps for ok in ts], dtype=bool)
     engine.close()
