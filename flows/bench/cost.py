@@ -22,6 +22,7 @@ from pathlib import Path
 
 from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
+from flows.bench.rollout_requests import rollout_requests
 from flows.recipe import load_recipe
 from stages.engine import EngineConfig, Generation, build_engine
 from stages.label.consensus import KEPT
@@ -128,6 +129,7 @@ def bench_cost(
         traces = [t for t in sample_traces(engine, problems, samples, Path(tmp), *seeds) if t["steps"]]
     memo = Memo(engine)
     arms = {name: run_arm(memo, traces, o) for name, o in ARMS.items()}
+    requests = rollout_requests(engine, traces)
     engine.close()
     trace_tokens = sum(t["thinking_tokens"] + t["answer_tokens"] for t in traces) / len(traces)
     for a in arms.values():
@@ -139,6 +141,7 @@ def bench_cost(
         "erroneous": sum(x >= 0 for x in truth),
         "trace_tokens": trace_tokens,
         "arms": arms,
+        "rollout_requests": requests,
     }
 
 
@@ -172,3 +175,10 @@ def main() -> None:
     for name, a in r["arms"].items():
         gen, lp = projection(a["ratio"])
         print(f"{name:22} generate {gen:5.1f} h + labels and pairs {lp:5.1f} h = {gen + lp:5.1f} h")
+    q = r["rollout_requests"]
+    print(
+        f"levers bounded, not built (the demo recipe's {q['rollout_tokens']:,} label rollout tokens): shorter "
+        f"budgets save at most the tokens cut at max_tokens ({q['capped_share']:.1%}) or past 2x the trace's own "
+        f"remaining tokens ({q['past_twice_left_share']:.1%}); the prefix cache served {q['cache_hit_submitted']:.1%} "
+        f"of the prompt tokens as the labeler orders requests, {q['cache_hit_shuffled']:.1%} shuffled"
+    )
