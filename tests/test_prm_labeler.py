@@ -3,7 +3,11 @@ reasoner (a Llama token classifier, which vLLM's pooling runner does not serve: 
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from stages.problems.arithmetic import generate, solution_steps, trace_paragraph
 from stages.problems.arithmetic_truth import first_error, step_truth
 
 PRM = EngineConfig(model="tiny:prm", backend="transformers", runner="pooling")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +123,22 @@ def test_a_prm_role_must_be_a_pooling_model():
         PRMLabeler(Generator(), PRMLabelerConfig())
 
 
+# In a child process: this session's in-process vLLM engines share process-wide state that
+# starting and closing another engine here would tear down.
+VLLM_REWARDS = """
+import json, sys
+from stages.engine import EngineConfig, build_engine
+if __name__ == "__main__":
+    args = json.loads(open(sys.argv[1]).read())
+    config = EngineConfig(model=args["model"], runner="pooling", enforce_eager=True, block_size=32,
+                          kv_cache_memory_bytes=2**27)
+    engine = build_engine(config)
+    rewards = engine.step_rewards(args["problems"], args["steps"], args["separator"])
+    engine.close()
+    open(sys.argv[2], "w").write(json.dumps(rewards))
+"""
+
+
 @pytest.mark.vllm
 def test_vllm_pooling_serves_the_converted_prm_with_the_same_rewards(prm_engine, tmp_path):
     """vLLM's pooling runner serves Qwen2.5-Math-PRM's architecture; the tiny PRM converted to it
@@ -125,14 +146,19 @@ def test_vllm_pooling_serves_the_converted_prm_with_the_same_rewards(prm_engine,
     from infra.tiny_reasoner.prm_qwen2 import convert
 
     converted = convert(resolve_model("tiny:prm"), tmp_path / "prm-qwen2")
-    config = EngineConfig(model=str(converted), runner="pooling", enforce_eager=True, block_size=32)
-    vllm_prm = build_engine(config.model_copy(update={"kv_cache_memory_bytes": 2**27}))
-    try:
-        traces = held_out_traces(16) * 2  # the same traces again: with their prefixes cached
-        args = ([t["problem"] for t in traces], [[s["text"] for s in t["steps"]] for t in traces], "\n")
-        got, want = vllm_prm.step_rewards(*args), prm_engine.step_rewards(*args)
-    finally:
-        vllm_prm.close()
+    traces = held_out_traces(16) * 2  # the same traces again: with their prefixes cached
+    args = {
+        "model": str(converted),
+        "problems": [t["problem"] for t in traces],
+        "steps": [[s["text"] for s in t["steps"]] for t in traces],
+        "separator": PRMLabelerConfig().step_separator,
+    }
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    run = [sys.executable, "-c", VLLM_REWARDS, str(tmp_path / "args.json"), str(tmp_path / "out.json")]
+    done = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads((tmp_path / "out.json").read_text())
+    want = prm_engine.step_rewards(args["problems"], args["steps"], args["separator"])
     assert [len(r) for r in got] == [len(r) for r in want]
     for g, w in zip(got, want):
         assert g == pytest.approx(w, abs=2e-3)
