@@ -127,6 +127,8 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
             pa.array(mc_values, pa.float32()),
             boolean(mc_l),
             boolean(judge_l),
+            pa.nulls(len(idx), pa.float32()),  # the PRM labeler: off, as in the recipes
+            pa.nulls(len(idx), pa.bool_()),
             boolean(label),
             pa.array(rng.normal(0, 1, len(idx)), pa.float32()),
         ],
@@ -165,6 +167,7 @@ def labeled_table(n: int, seed: int = 0, per_problem: int = 8, step_repeat: int 
         "first_error_symbolic": _int_or_null(sym),
         "first_error_mc": _int_or_null(mc),
         "first_error_judge": _int_or_null(judge),
+        "first_error_prm": pa.nulls(n, pa.int32()),
         "first_error": _int_or_null(first),
         "consensus": consensus,
         "provenance": np.where(np.isnan(judge), failed, ok),  # a judge that failed says why

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from schemas.labels import LABELERS
+
 SHARED_CHARS = 300  # of a pair's shared prefix, the end kept (the context of the divergence)
 
 
@@ -32,6 +34,16 @@ def labeler_notes(provenance: str | None) -> dict[str, str]:
     except ValueError:
         return {}
     return {k: v["note"] for k, v in prov.items() if isinstance(v, dict) and v.get("note")}
+
+
+def labelers_run(r: dict) -> dict[str, int | None]:
+    """The first error of each labeler that ran on this trace (its provenance names it; a
+    registered labeler the recipe left off is not shown as one without a verdict)."""
+    try:
+        ran = set(json.loads(r["provenance"] or "{}"))
+    except ValueError:
+        ran = set()
+    return {k: v for k in LABELERS if (v := r[f"first_error_{k}"]) is not None or k in ran}
 
 
 def _ordered(i: int, first: int | None, implied: str) -> str:

@@ -100,9 +100,9 @@ def labeler_notes(lf: pl.LazyFrame) -> dict[str, dict[str, int]]:
 
 
 def labeler_agreement(lf: pl.LazyFrame) -> dict:
-    """Each labeler's coverage (traces it gave a verdict on, why not on the rest) and, per pair,
-    the 2x2 of "has an error" on the traces both answered, Cohen's kappa and the exact
-    first-error agreement."""
+    """For the labelers that ran, each one's coverage (traces it gave a verdict on, why not on the
+    rest) and, per pair, the 2x2 of "has an error" on the traces both answered, Cohen's kappa and
+    the exact first-error agreement."""
     pairs = [(a, b) for i, a in enumerate(LABELERS) for b in LABELERS[i + 1 :]]
     exprs = [pl.len().alias("total")] + [pl.col(f"first_error_{a}").is_not_null().sum().alias(a) for a in LABELERS]
     for a, b in pairs:
@@ -118,9 +118,12 @@ def labeler_agreement(lf: pl.LazyFrame) -> dict:
         ]
     row = {k: int(v or 0) for k, v in lf.select(exprs).collect().row(0, named=True).items()}
     total, notes = row["total"], labeler_notes(lf)
-    coverage = [{"labeler": a, "answered": row[a], "total": total, "notes": notes[a]} for a in LABELERS]
+    ran = [a for a in LABELERS if row[a] or notes[a]]  # a registered labeler the recipe left off has neither
+    coverage = [{"labeler": a, "answered": row[a], "total": total, "notes": notes[a]} for a in ran]
     out = []
     for a, b in pairs:
+        if a not in ran or b not in ran:
+            continue
         c = {k: row[f"{a}|{b}|{k}"] for k in ("yy", "yn", "ny", "nn", "exact")}
         n = c["yy"] + c["yn"] + c["ny"] + c["nn"]
         out.append(

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from schemas.labels import LABELERS
-from stages.inspect.marks import divergence, labeler_notes, step_marks
+from stages.inspect.marks import divergence, labeler_notes, labelers_run, step_marks
 from stages.inspect.stats import FILTERS, filter_exprs
 
 STEP_CHARS = 1200  # text kept per step
@@ -173,7 +172,7 @@ def _trace(r: dict) -> dict:
         "agrees": r["thinking_answer_agrees"],
         "consensus": r["consensus"],
         "first_error": r["first_error"],
-        "labelers": {k: r[f"first_error_{k}"] for k in LABELERS},
+        "labelers": labelers_run(r),
         "notes": labeler_notes(r["provenance"]),
         "self_corrected": r["self_corrected"],
         "provenance": _cut(r["provenance"], FIELD_CHARS),
