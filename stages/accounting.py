@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from stages.shards import remove_leftover_temps, shard_paths
+from stages.shards import disk_full_is_clear, remove_leftover_temps, shard_paths
 
 STATS_DIR = ".stats"  # hidden: every reader of a stage folder lists `*.parquet` only
 
@@ -36,11 +36,12 @@ def write_chunk_stats(shard: Path, counts: Mapping[str, float], seconds: float) 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     body = {"shard": Path(shard).name, "seconds": round(seconds, 3), "stats": dict(sorted(counts.items()))}
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(body, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with disk_full_is_clear(path, "a chunk's figures"):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(body, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

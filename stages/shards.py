@@ -17,6 +17,7 @@ import errno
 import glob
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
@@ -54,23 +55,32 @@ def write_table(table: pa.Table, path: Path, features: Features) -> Path:
     table = validate(table, features, str(path))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftover_temps(path)
-        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with disk_full_is_clear(path, "a shard"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftover_temps(path)
+            pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def disk_full_is_clear(path: Path, what: str) -> Iterator[None]:
+    """A full disk while writing `what` to `path` raises `DiskFullError`, which says so and that
+    a re-run resumes, whichever of a chunk's files (its figures, its shard) hits it first."""
+    try:
+        yield
     except OSError as exc:
         if exc.errno in _FULL or any(f"[errno {code}]" in str(exc) for code in _FULL):
             raise DiskFullError(
                 exc.errno or errno.ENOSPC,
-                f"{path}: disk full while writing a shard ({exc.strerror or exc}); finished shards are "
+                f"{path}: disk full while writing {what} ({exc.strerror or exc}); finished shards are "
                 "intact: free space and re-run to resume",
             ) from exc
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def remove_leftover_temps(path: Path) -> list[str]:

@@ -3,6 +3,9 @@ work whether it ran at once, was killed and resumed, or is skipped; the card sho
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pyarrow as pa
 import pytest
 from datasets import Features, Value
@@ -12,7 +15,7 @@ from stages.accounting import stage_totals, stats_path, write_chunk_stats
 from stages.base import ShardStage, StageConfig, reject
 from stages.funnel import funnel
 from stages.publish.card import counts_section
-from stages.shards import write_table
+from stages.shards import DiskFullError, write_table
 
 COUNTS = Features({"problem_id": Value("string"), "n": Value("int32")})
 
@@ -193,3 +196,16 @@ def test_a_rerun_and_a_killed_run_report_what_one_uninterrupted_run_does(
     assert run["funnel"] == f
     assert markdown(f) in (killed / "dataset" / "README.md").read_text()
     assert collect(killed, 10, layout=PIPELINE.inputs_of("report", killed))["overview"]["funnel"] == f
+
+
+def test_a_full_disk_while_writing_a_chunks_figures_says_so(tmp_path, monkeypatch):
+    """A chunk writes its figures before its shard: the disk can fill on either, and both must
+    fail with the same clear error (the reliability harness once saw a bare errno 28 here)."""
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match=r"label/\.stats/00000\.json: disk full while writing a chunk's figures"):
+        write_chunk_stats(tmp_path / "label" / "00000.parquet", {"rows": 1}, 0.1)
+    assert not list((tmp_path / "label" / ".stats").iterdir())  # no temp file left behind
