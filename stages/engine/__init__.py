@@ -1,4 +1,5 @@
-"""One interface, one backend per file: vLLM in-process and an OpenAI-compatible client.
+"""One interface, one backend per file: vLLM in-process and an OpenAI-compatible client; for
+process reward models (`runner: pooling`), vLLM's pooling runner and transformers in-process.
 
 Engine start-up is slow (tens of seconds on a CPU, minutes for a large model on GPUs), so a
 process keeps one engine per distinct config: stages that run in the same process (local
