@@ -29,19 +29,11 @@ _PLAIN = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}  #
 
 class VLLMEngine:
     def __init__(self, config: EngineConfig) -> None:
-        from vllm import LLM
-        from vllm.platforms import current_platform
-
         # read first: a missing template must fail before minutes of engine start-up
         self.chat_template = load_chat_template(config.chat_template)
         self.config = config
         self.name = config.model
-        cpu = current_platform.is_cpu()
-        in_process = cpu if config.in_process is None else config.in_process
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
-        self.in_process = in_process  # its engine core shares this process's parallel state
-        kwargs = vllm_engine_args(config, cpu, in_process)
-        self.llm = LLM(**kwargs)
+        self.llm, self.in_process = start_llm(config)  # in_process: its core shares this process's state
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.prompt_tokens = self.cached_tokens = 0  # for `cache_stats`
@@ -202,13 +194,31 @@ class VLLMEngine:
     def close(self) -> None:
         """Shut the engine core down now (not whenever garbage collection gets to it): a worker
         process that exits without this leaves the engine-core process running, orphaned."""
-        import gc
-
-        client = getattr(self.llm.llm_engine, "engine_core", None)
-        if client is not None and hasattr(client, "shutdown"):
-            client.shutdown()
+        stop_llm(self.llm)
         del self.llm
-        gc.collect()
+
+
+def start_llm(config: EngineConfig, **extra) -> tuple:
+    """(vLLM's `LLM` for `config`, whether its engine core runs in this process); `extra`: more
+    `LLM` arguments (a pooling runner's)."""
+    from vllm import LLM
+    from vllm.platforms import current_platform
+
+    cpu = current_platform.is_cpu()
+    in_process = cpu if config.in_process is None else config.in_process
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+    return LLM(**vllm_engine_args(config, cpu, in_process) | extra), in_process
+
+
+def stop_llm(llm) -> None:
+    """Shut the engine core down now (not whenever garbage collection gets to it): a worker
+    process that exits without this leaves the engine-core process running, orphaned."""
+    import gc
+
+    client = getattr(llm.llm_engine, "engine_core", None)
+    if client is not None and hasattr(client, "shutdown"):
+        client.shutdown()
+    gc.collect()
 
 
 def _wake_on_engine_death(client, done: threading.Event, every_s: float = 0.5) -> None:

@@ -7,27 +7,19 @@ backend reads.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from stages.engine.step_layout import step_layout, within
 from stages.engine.types import EngineConfig
-from stages.engine.vllm_args import vllm_engine_args
+from stages.engine.vllm_offline import start_llm, stop_llm
 
 
 class VLLMPoolingPRM:
     def __init__(self, config: EngineConfig) -> None:
-        from vllm import LLM
         from vllm.config import PoolerConfig
-        from vllm.platforms import current_platform
 
-        cpu = current_platform.is_cpu()
-        in_process = cpu if config.in_process is None else config.in_process
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
-        self.in_process = in_process
-        kwargs = vllm_engine_args(config, cpu, in_process)
-        kwargs.pop("enable_chunked_prefill", None)  # a pooling model prefills each prompt whole
-        self.llm = LLM(**kwargs, runner="pooling", pooler_config=PoolerConfig(tok_pooling_type="ALL"))
+        pooler = PoolerConfig(tok_pooling_type="ALL")
+        self.llm, self.in_process = start_llm(config, runner="pooling", pooler_config=pooler)
         self.tokenizer = self.llm.get_tokenizer()
         self.name = config.model
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
@@ -48,7 +40,5 @@ class VLLMPoolingPRM:
         return out
 
     def close(self) -> None:
-        import gc
-
+        stop_llm(self.llm)
         self.llm = None
-        gc.collect()
