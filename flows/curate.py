@@ -10,9 +10,9 @@ recomputes them, instead of silently reusing them. `run.json` is rewritten after
 with the run's funnel (`stages.funnel`): a stage's figures are summed from the stats files beside
 its shards (`stages.accounting`), so a skipped or resumed stage reports the whole of its work.
 
-Before a stage starts its engines, the engines this process holds that the stage does not use
-are closed (with one local worker, stages run in this process): a 7B generator must not hold
-its GPU memory while the label stage starts its completer.
+Before a stage starts its engines, the engines and servers this process's pool (`POOL`) holds
+that the stage does not use are closed (with one local worker, stages run in this process): a 7B
+generator must not hold its GPU memory while the label stage starts its completer.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from flows.fingerprints import claim_outputs
 from flows.pipeline import DEFAULT, Pipeline, load_pipeline
 from flows.recipe import RecipeBase
 from stages.accounting import stage_totals
-from stages.engine import engine_key, live_engine_configs, retain_engines
-from stages.engine.server import check_reachable, retain_servers, served, stop_servers
+from stages.engine import EngineConfig
+from stages.engine.pool import POOL
 from stages.executor import build_executor
 from stages.funnel import funnel
 from stages.funnel import markdown as funnel_markdown
@@ -51,33 +51,19 @@ def _stats(logging_dir: Path) -> dict:
     return out
 
 
-def stage_models(recipe: RecipeBase, section, log_dir: Path) -> dict:
-    """Purpose -> engine config for `section`'s stage, ready to run: servers of roles the stage
-    does not use are stopped, served roles it uses are started (or reused) and given as their
-    `base_url`, and roles served elsewhere are checked reachable, so a stage fails before it
-    starts when its judge is down, with the role and URL in the message."""
-    roles, engine_roles = section.roles_used(), section.engine_roles()
-    retain_servers([recipe.models[r] for r in engine_roles.values() if recipe.models[r].serve])
-    out = {}
-    for purpose, role in roles.items():
-        config = recipe.models[role]
-        if purpose in engine_roles and config.serve is not None:
-            config = served(config, role, log_dir)
-        elif purpose in engine_roles and config.backend == "openai":
-            check_reachable(config, role)
-        out[purpose] = config
-    return out
-
-
-def engines_for(recipe: RecipeBase, section, models: dict) -> list[str]:
-    """Close this process's engines that `section`'s stage does not use (`models`: its purposes'
-    configs); returns the roles the engines left alive serve (equal settings share one engine)."""
+def stage_models(recipe: RecipeBase, section, log_dir: Path) -> tuple[dict[str, EngineConfig], list[str]]:
+    """Purpose -> engine config for `section`'s stage, ready to run, and the roles whose engines
+    are open as it starts. The pool first closes the engines and servers the stage does not use;
+    then served roles it uses are started (or reused) and given as their `base_url`, and roles
+    served elsewhere are checked reachable, so a stage fails before it starts when its judge is
+    down, with the role and URL in the message."""
     engine_roles = section.engine_roles()
-    retain_engines([models[p] for p in engine_roles])
-    live = {engine_key(c) for c in live_engine_configs()}
-    served = {engine_key(models[p]): role for p, role in engine_roles.items()}
-    alive = {role for role, config in recipe.models.items() if engine_key(config) in live}
-    return sorted(alive | {role for key, role in served.items() if key in live})
+    POOL.retain(recipe.models[role] for role in engine_roles.values())
+    models = {
+        purpose: POOL.resolve(recipe.models[role], role, log_dir) if purpose in engine_roles else recipe.models[role]
+        for purpose, role in section.roles_used().items()
+    }
+    return models, POOL.live_roles(recipe.models)
 
 
 def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, summary: dict | None = None) -> dict:
@@ -89,14 +75,12 @@ def run_stage(pipeline: Pipeline, name: str, recipe: RecipeBase, root: Path, sum
         result = stage.run(pipeline.context(name, root, section, recipe, summary))
         return {**result, "seconds": round(time.time() - start, 2)}
     source, output = pipeline.path(stage.inputs[0], root), pipeline.path(name, root)
-    step = stage.step(source, output, section, models=recipe.models_for(section))
-    pending = len(step.pending())
+    pending = len(stage.step(source, output, section).pending())
     if pending == 0:  # the figures of the runs that did the work live beside its shards
         return {"status": "complete, skipped", "pending_chunks": 0, "seconds": 0.0, **stage_totals(output)}
-    engines = None
-    if section.roles_used():
-        step.models = stage_models(recipe, section, root / "logs" / "servers")
-        engines = engines_for(recipe, section, step.models)
+    uses_models = bool(section.roles_used())
+    models, engines = stage_models(recipe, section, root / "logs" / "servers") if uses_models else ({}, None)
+    step = stage.step(source, output, section, models=models)
     build_executor([step], recipe.executor, root / "logs" / name, f"{recipe.name}-{name}").run()
     seconds = round(time.time() - start, 2)
     this_run = _stats(root / "logs" / name)  # datatrove's, of this run's chunks only
@@ -167,7 +151,7 @@ def run_pipeline(pipeline: str, recipe: RecipeBase, root: Path) -> dict:
             record_stage(summary, name, result, root)
             logger.info("%s: %s", name, scrub(str(result)))
     finally:
-        stop_servers()  # served roles never outlive the run, failed or not
+        POOL.stop_servers()  # served roles never outlive the run, failed or not
     return summary
 
 

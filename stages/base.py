@@ -38,7 +38,8 @@ from tqdm import tqdm
 
 from schemas import REJECTS, SchemaError
 from stages.accounting import write_chunk_stats
-from stages.engine import Engine, EngineConfig, close_shared_engines, in_worker_process, shared_engine
+from stages.engine import Engine, EngineConfig
+from stages.engine.pool import POOL, in_worker_process
 from stages.shards import read_table, rejects_dir, row_count, shard_paths, to_table, write_table
 
 MAX_PAYLOAD = 4096
@@ -119,7 +120,7 @@ class ShardStage(PipelineStep):
         engines: Mapping[str, Engine] | None = None,
     ) -> None:
         """`cfg`: the stage's recipe section (with its `chunk_size`, input rows per output shard);
-        `models`: purpose -> engine config to start (shared per process); `engines`: purpose -> a
+        `models`: purpose -> engine config to open from the process's pool; `engines`: purpose -> a
         ready engine, used as is (a test's or a bench's)."""
         super().__init__()
         self.input_dir, self.output_dir, self.cfg = Path(input_dir), Path(output_dir), cfg
@@ -128,12 +129,12 @@ class ShardStage(PipelineStep):
         self.models, self.engines = dict(models or {}), dict(engines or {})
 
     def engine(self, purpose: str) -> Engine:
-        """The engine for `purpose`: the one handed in, else this process's shared engine for its
+        """The engine for `purpose`: the one handed in, else this process's pooled engine for its
         config (started on first use)."""
         if purpose not in self.engines:
             if purpose not in self.models:
                 raise ValueError(f"{self.name}: no model for {purpose!r} (give models={{{purpose!r}: ...}})")
-            self.engines[purpose] = shared_engine(self.models[purpose])
+            self.engines[purpose] = POOL.open(self.models[purpose], self.cfg.roles_used().get(purpose))
         return self.engines[purpose]
 
     def setup(self, rank: int) -> None:
@@ -229,4 +230,4 @@ class ShardStage(PipelineStep):
         finally:
             self.teardown()
             if in_worker_process():
-                close_shared_engines()
+                POOL.close()

@@ -37,24 +37,30 @@ TINY = {"enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 <<
 
 @pytest.fixture(scope="session")
 def teacher_engine():
-    from stages.engine import EngineConfig, shared_engine
+    from stages.engine import EngineConfig
+    from stages.engine.pool import POOL
 
-    return shared_engine(EngineConfig(model="tiny:teacher", **TINY))
+    return POOL.open(EngineConfig(model="tiny:teacher", **TINY))
 
 
 @pytest.fixture(scope="session")
 def student_engine():
-    from stages.engine import EngineConfig, shared_engine
+    from stages.engine import EngineConfig
+    from stages.engine.pool import POOL
 
-    return shared_engine(EngineConfig(model="tiny:student", **TINY))
+    return POOL.open(EngineConfig(model="tiny:student", **TINY))
 
 
 @pytest.fixture
-def keep_session_engines(monkeypatch):
+def keep_session_engines():
     """Stages run through the flow's `run_stage` close the in-process engines they do not use
     (all of them, on CPU); this session's shared engines must outlive such runs, since later
     tests use them and an engine started twice fails the session."""
-    monkeypatch.setattr("flows.curate.retain_engines", lambda keep: [])
+    from stages.engine.pool import POOL
+
+    POOL.keep_engines = True
+    yield
+    POOL.keep_engines = False
 
 
 @pytest.fixture(scope="session")
@@ -66,15 +72,15 @@ def shared_data() -> Path:
 
 def pytest_sessionfinish(session, exitstatus):
     """A pytest session must start each model's engine at most once (engine start-up is slow)."""
-    from stages.engine import close_shared_engines, started_engines
+    from stages.engine.pool import POOL
 
     for bg in _BACKGROUND:
         bg.join(timeout=1800)
         if bg.stack is not None:
             bg.stack.stop()
 
-    started = Counter(started_engines())
-    close_shared_engines()
+    started = Counter(config.model for config in POOL.open_configs())
+    POOL.close()
     twice = {m: n for m, n in started.items() if n > 1}
     if twice:
         print(f"\nengines started more than once in this session: {twice}")

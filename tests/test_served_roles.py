@@ -21,8 +21,9 @@ from flows.pipeline import PIPELINE
 from flows.recipe import load_recipe
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
-from stages.engine import EngineConfig, EngineUnavailable, SamplingConfig, build_engine
-from stages.engine.server import ServerFailed, VLLMServer, stop_servers
+from stages.engine import EngineConfig, EngineUnavailable, SamplingConfig
+from stages.engine.pool import POOL, EnginePool
+from stages.engine.server import ServerFailed, VLLMServer
 from stages.shards import read_table, shard_paths
 
 pytestmark = pytest.mark.vllm
@@ -50,10 +51,11 @@ def gone(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def served_teacher():
     config = EngineConfig.model_validate(SERVED)
-    server = VLLMServer(config, "judge").start()
-    yield server, build_engine(config.model_copy(update={"serve": None, "base_url": server.url,
-                                                          "model": "served-teacher"}))  # fmt: skip
-    server.stop()
+    with EnginePool() as pool:
+        http = pool.open(config, "judge")  # starts the server
+        server = pool.serve(config, "judge")  # the same one
+        assert http.url == server.url and http.name == "served-teacher"
+        yield server, http
     assert gone(server.proc.pid)
 
 
@@ -119,7 +121,7 @@ def test_flow_started_judge_matches_the_in_process_judge(tmp_path, demo_run, kee
         result = run_stage(PIPELINE, "label", recipe, tmp_path)
         assert servers_named("flow-teacher")  # kept for later stages of the run that use the role
     finally:
-        stop_servers()  # what the flow does when the run ends, failed or not
+        POOL.stop_servers()  # what the flow does when the run ends, failed or not
     assert result["status"] == "ran" and not servers_named("flow-teacher")
     here = {t["trace_id"]: t for t in rows(PIPELINE.path("label", tmp_path), LABELED_TRACES)}
     there = {t["trace_id"]: t for t in rows(PIPELINE.path("label", demo_root), LABELED_TRACES)}

@@ -1,15 +1,12 @@
 """vLLM OpenAI-compatible servers for model roles with `serve:` settings: started, health-checked,
-and stopped by the flow (or held open by `thoughtmill serve`), never left running.
+and stopped by their process's engine pool (`stages.engine.pool`), never left running.
 
 A server runs in its own process group (vLLM spawns an engine core and workers), so stopping it
 stops all of them; its output goes to a log file whose tail is quoted when it fails to start.
-A process keeps one server per distinct engine config, like `shared_engine`: stages that use the
-same role share it, and the flow stops those the next stage does not use.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
 import socket
@@ -17,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -93,7 +89,6 @@ class VLLMServer:
                 env=env,
                 start_new_session=True,  # its own process group: stop() reaches vLLM's children
             )
-        _LIVE.add(self)
         self.wait_healthy()
         return self
 
@@ -131,7 +126,6 @@ class VLLMServer:
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM to the server's process group (vLLM's engine core and workers too), SIGKILL
         to whatever of it outlives `grace_s`."""
-        _LIVE.discard(self)
         if self.proc is None:
             return
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
@@ -155,43 +149,17 @@ class VLLMServer:
         self.stop()
 
 
-_LIVE: set[VLLMServer] = set()
-_SERVED: dict[str, VLLMServer] = {}  # engine config -> its running server, in this process
-
-
-def served(config: EngineConfig, role: str, log_dir: Path | None = None) -> EngineConfig:
-    """`config` pointed at its running server (started on first use): what stages and worker
-    processes are given, so they reach the server like any `base_url` role."""
-    key = config.model_dump_json()
-    server = _SERVED.get(key)
-    if server is None or not server.alive():
-        server = _SERVED[key] = VLLMServer(config, role, log_dir).start()
-    return config.model_copy(update={"serve": None, "base_url": server.url, "model": config.request_model})
-
-
-def check_reachable(config: EngineConfig, role: str, timeout_s: float = 30.0) -> None:
-    """Fail now, naming the role and URL, when a role served elsewhere does not answer."""
-    url = config.base_url.rstrip("/")
+def check_reachable(config: EngineConfig, role: str | None, timeout_s: float = 30.0) -> None:
+    """Fail now, naming the role (else the model) and URL, when a role served elsewhere does not answer."""
+    url, who = config.base_url.rstrip("/"), f"model role {role!r}" if role else f"model {config.model!r}"
     key = os.environ.get(config.api_key_env, "")
     try:
         r = httpx.get(url + "/models", timeout=timeout_s, headers={"Authorization": f"Bearer {key}"} if key else {})
     except httpx.HTTPError as exc:
         why = f"{type(exc).__name__}: {exc}"
-        raise EngineUnavailable(f"model role {role!r}: server at {url} unreachable: {why}") from exc
+        raise EngineUnavailable(f"{who}: server at {url} unreachable: {why}") from exc
     if r.status_code >= 400:
-        raise EngineUnavailable(f"model role {role!r}: server at {url} answered HTTP {r.status_code} to /models")
-
-
-def retain_servers(keep: Iterable[EngineConfig]) -> list[str]:
-    """Stop this process's servers whose config is not in `keep` (they hold GPU memory the next
-    stage's engines need); returns the roles stopped."""
-    wanted = {c.model_dump_json() for c in keep}
-    stopped = []
-    for key in [k for k in _SERVED if k not in wanted]:
-        server = _SERVED.pop(key)
-        stopped.append(server.role)
-        server.stop()
-    return stopped
+        raise EngineUnavailable(f"{who}: server at {url} answered HTTP {r.status_code} to /models")
 
 
 def standalone(config: EngineConfig, port: int | None = None) -> EngineConfig:
@@ -209,12 +177,3 @@ def standalone(config: EngineConfig, port: int | None = None) -> EngineConfig:
     if port is not None:
         serve = serve.model_copy(update={"port": port})
     return config.model_copy(update={"backend": "openai", "base_url": None, "serve": serve})
-
-
-def stop_servers() -> None:
-    for server in list(_LIVE):
-        server.stop()
-    _SERVED.clear()
-
-
-atexit.register(stop_servers)
