@@ -10,14 +10,15 @@ from pathlib import Path
 
 def models_eval(args: argparse.Namespace) -> int:
     from infra.tiny_reasoner.evaluate import answer_accuracy, as_dict, judge_accuracy
-    from stages.engine import EngineConfig, build_engine
+    from stages.engine import EngineConfig
+    from stages.engine.pool import POOL
 
     name = args.model if args.model.startswith("tiny:") or "/" in args.model else f"tiny:{args.model}"
-    engine = build_engine(EngineConfig(model=name, seed=args.seed, enforce_eager=True))
+    engine = POOL.open(EngineConfig(model=name, seed=args.seed, enforce_eager=True))
     result = {"model": name, "answers": as_dict(answer_accuracy(engine, args.problems, args.samples, args.seed))}
     if not args.no_judge:
         result["judge"] = as_dict(judge_accuracy(engine, args.judge_tasks, seed=args.seed))
-    engine.close()
+    POOL.close()
     a = result["answers"]
     print(
         f"{name}: final-answer accuracy {a['accuracy']:.3f} over {a['samples']} samples "
@@ -40,16 +41,18 @@ def serve(args: argparse.Namespace) -> int:
     import time
 
     from flows.recipe import load_recipe, parse_overrides
-    from stages.engine.server import VLLMServer, standalone
+    from stages.engine.pool import POOL
 
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
     if args.role not in recipe.models:
         raise SystemExit(f"thoughtmill: error: recipe {recipe.name!r} has no model role {args.role!r}; "
                          f"roles: {sorted(recipe.models)}")  # fmt: skip
-    config = standalone(recipe.models[args.role], args.port)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    with VLLMServer(config, args.role, Path(args.log_dir) if args.log_dir else None) as server:
+    log_dir = Path(args.log_dir) if args.log_dir else None
+    with POOL:
+        server = POOL.serve(recipe.models[args.role], args.role, args.port, log_dir)
+        config = server.config
         print(f"thoughtmill: serving role {args.role!r} ({config.model} as {config.request_model!r}) at "
               f"{server.url}; log {server.log_path}")  # fmt: skip
         print(f"thoughtmill: point a recipe at it: --set models.{args.role}.serve=null "

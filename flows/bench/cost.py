@@ -24,7 +24,8 @@ from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from flows.bench.rollout_requests import rollout_requests
 from flows.recipe import load_recipe
-from stages.engine import EngineConfig, Generation, build_engine
+from stages.engine import EngineConfig, Generation
+from stages.engine.pool import POOL
 from stages.label.consensus import KEPT
 from stages.label.stage import Label
 from stages.pairs.stage import Pairs
@@ -124,13 +125,13 @@ def bench_cost(
     problems: int = PROBLEMS, samples: int = SAMPLES, model: str = "tiny:teacher", seeds: tuple[int, int] = (7, 11)
 ) -> dict:
     """`seeds`: the problems' and the samples' (another pair is another set of traces)."""
-    engine = build_engine(EngineConfig(model=model, **TINY_ENGINE))
+    engine = POOL.open(EngineConfig(model=model, **TINY_ENGINE))
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, samples, Path(tmp), *seeds) if t["steps"]]
     memo = Memo(engine)
     arms = {name: run_arm(memo, traces, o) for name, o in ARMS.items()}
     requests = rollout_requests(engine, traces)
-    engine.close()
+    POOL.close()
     trace_tokens = sum(t["thinking_tokens"] + t["answer_tokens"] for t in traces) / len(traces)
     for a in arms.values():
         a["ratio"] = sum(a["tokens"].values()) / trace_tokens

@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from flows.bench.segmentation import bench_segmentation
 from schemas import PROBLEMS, arrow_schema
-from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.engine import EngineConfig, SamplingConfig
+from stages.engine.pool import POOL
 from stages.generate import Generate, GenerateConfig, problem_seed
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import write_table
@@ -76,7 +77,7 @@ def bench_generate(
     as each run completes (a long bench shows its progress)."""
     sampling = SamplingConfig(n=n, max_tokens=max_tokens, temperature=1.0, logprobs=5, seed=0)
     cfg = GenerateConfig(sampling=sampling, chunk_size=problems, store_logprobs=True)
-    engine = build_engine(EngineConfig(model=model))
+    engine = POOL.open(EngineConfig(model=model))
     rows = list(load_problems(ProblemSourceConfig(split="demo", limit=problems)))
     prompts = [engine.chat_prompt(r["problem"]) for r in rows]
     seeds = [problem_seed(r["problem_id"], sampling.seed) for r in rows]
@@ -99,7 +100,7 @@ def bench_generate(
             )
             if on_run:
                 on_run(i, runs[-1])
-    engine.close()
+    POOL.close()
     return {
         "model": model,
         "problems": problems,

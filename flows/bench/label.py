@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from schemas import PROBLEMS, TRACES, arrow_schema
-from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.engine import EngineConfig, SamplingConfig
+from stages.engine.pool import POOL
 from stages.engine.step_layout import step_layout
 from stages.evaluate.metrics import auroc, expected_calibration_error
 from stages.generate import Generate, GenerateConfig
@@ -72,8 +73,8 @@ PRM_SEPARATOR = PRMLabelerConfig().step_separator
 def bench_label(
     problems: int = 64, n: int = 4, k: int = 4, model: str = "tiny:teacher", prm: EngineConfig = PRM
 ) -> dict:
-    engine = build_engine(EngineConfig(model=model, enforce_eager=True))
-    prm_engine = build_engine(prm)
+    engine = POOL.open(EngineConfig(model=model, enforce_eager=True))
+    prm_engine = POOL.open(prm)
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, n, Path(tmp)) if t["steps"]]
     truth_steps = [problem_step_truth(t["problem"], [s["text"] for s in t["steps"]]) for t in traces]
@@ -135,8 +136,7 @@ def bench_label(
     results["recipe consensus (resolve: evidence)"] = kept_figures(cons, truth, spent)
     conf = np.array([math.exp(s["mean_logprob"]) for t in traces for s in t["steps"]])
     correct = np.array([ok for ts in truth_steps for ok in ts], dtype=bool)
-    engine.close()
-    prm_engine.close()
+    POOL.close()
     return {
         "traces": len(traces),
         "erroneous": sum(t >= 0 for t in truth),

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from flows.bench import TINY_ENGINE
-from stages.engine import EngineConfig, SamplingConfig, build_engine
+from stages.engine import EngineConfig, SamplingConfig
+from stages.engine.pool import POOL
 from stages.evaluate.metrics import auroc, bootstrap_interval, bootstrap_pooled
 from stages.generate import problem_seed
 from stages.problems.sources import ProblemSourceConfig, load_problems
@@ -88,7 +89,7 @@ def calibration(rows, prompts, outcomes, window: int) -> dict:
 
 
 def bench_model(model: str, problems: int, on_arm=None) -> dict:
-    engine = build_engine(EngineConfig(model=model, **TINY_ENGINE))
+    engine = POOL.open(EngineConfig(model=model, **TINY_ENGINE))
     rows = list(load_problems(ProblemSourceConfig(split="eval", limit=problems)))
     prompts = [engine.chat_prompt(r["problem"]) for r in rows]
     seeds = [problem_seed(r["problem_id"], SAMPLING.seed) for r in rows]
@@ -140,7 +141,7 @@ def bench_model(model: str, problems: int, on_arm=None) -> dict:
     result = {"model": model, "problems": len(rows), "n": SAMPLING.n, "arms": arms}
     result["boundary_cost"] = boundary_cost(generate, prompts, seeds)
     result["calibration"] = calibration(rows, prompts, plain, ARMS["deepconf-online high (p10)"][0].window)
-    engine.close()
+    POOL.close()
     return result
 
 

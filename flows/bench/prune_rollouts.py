@@ -12,7 +12,8 @@ from pathlib import Path
 
 from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
-from stages.engine import EngineConfig, build_engine
+from stages.engine import EngineConfig
+from stages.engine.pool import POOL
 from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
 from stages.prune import StrategyConfig
@@ -31,7 +32,7 @@ ARMS: dict[str, StrategyConfig] = {
 
 
 def bench_rollouts(problems: int = 48, n: int = 4, model: str = "tiny:teacher") -> dict:
-    engine = build_engine(EngineConfig(model=model, **TINY_ENGINE))
+    engine = POOL.open(EngineConfig(model=model, **TINY_ENGINE))
     with tempfile.TemporaryDirectory() as tmp:
         traces = [t for t in sample_traces(engine, problems, n, Path(tmp)) if t["steps"]]
     truth = [first_error(problem_step_truth(t["problem"], [s["text"] for s in t["steps"]])) for t in traces]
@@ -45,7 +46,7 @@ def bench_rollouts(problems: int = 48, n: int = 4, model: str = "tiny:teacher") 
             "tokens_per_trace": statistics.mean(g.tokens for g in got),
             "seconds": time.perf_counter() - start,
         }
-    engine.close()
+    POOL.close()
     return {"model": model, "traces": len(traces), "erroneous": sum(t >= 0 for t in truth), "arms": arms}
 
 

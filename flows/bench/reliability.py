@@ -55,13 +55,14 @@ def fault_runs(work: Path, traces: int, kills: int) -> tuple[list[FaultRun], dic
 
 def hostile(work: Path) -> dict:
     from infra.reliability.hostile import run_hostile
-    from stages.engine import EngineConfig, build_engine
+    from stages.engine import EngineConfig
+    from stages.engine.pool import POOL
 
-    engine = build_engine(EngineConfig(model="tiny:teacher", enforce_eager=True, block_size=32))
+    engine = POOL.open(EngineConfig(model="tiny:teacher", enforce_eager=True, block_size=32))
     try:
         return run_hostile(work / "hostile", engine)
     finally:
-        engine.close()
+        POOL.close()
 
 
 def run(traces: int = 60_000, kills: int = 5, load_sizes: list[int] | None = None, work: Path | None = None) -> dict:
