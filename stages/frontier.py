@@ -18,7 +18,7 @@ from schemas import FRONTIER, LABELED_TRACES
 from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.base import ModelStageConfig, ShardStage
 from stages.engine import Engine, SamplingConfig
-from stages.label.verify import verify_answer
+from stages.verification.verify import verify_answer
 
 
 class FrontierConfig(ModelStageConfig):

@@ -12,8 +12,8 @@ from flows.pipeline import PIPELINE
 from schemas.labels import LABELED_TRACES
 from stages.label.repair import correction, self_correction
 from stages.label.rollouts import MonteCarloLabeler, Rolled, RolloutConfig
-from stages.label.verify import verify_answer
 from stages.shards import read_table, shard_paths
+from stages.verification.verify import verify_answer
 
 pytestmark = pytest.mark.vllm
 

@@ -20,10 +20,10 @@ from stages.generate import Generate, GenerateConfig
 from stages.label.base import step_prefix
 from stages.label.rollouts import RolloutConfig, rollout_values
 from stages.label.stage import Label, LabelConfig
-from stages.label.verify import verify_answer
 from stages.problems.arithmetic_truth import first_error, problem_step_truth
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.shards import read_table, shard_paths, write_table
+from stages.verification.verify import verify_answer
 
 pytestmark = pytest.mark.vllm
 

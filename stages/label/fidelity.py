@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from stages.engine import Engine
 from stages.label.base import step_prefix
-from stages.label.verify import verify_answer
+from stages.verification.verify import verify_answer
 
 
 class FidelityConfig(BaseModel):

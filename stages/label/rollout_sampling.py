@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.engine import Engine, Sample, SamplingConfig
-from stages.label.verify import verify_answer
 from stages.prune import StrategyConfig, run_strategy
 from stages.prune.chunked import sub_seed
+from stages.verification.verify import verify_answer
 
 THINK_END = "</think>"
 STEP_SEP = "\n\n"  # the default (paragraph) segmentation's step delimiter: where a first step ends

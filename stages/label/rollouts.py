@@ -22,7 +22,7 @@ import re
 from stages.engine import Engine
 from stages.label.base import TraceLabel, labels_from_first_error, step_prefix
 from stages.label.rollout_sampling import Rolled, RolloutConfig, rollout_correct, rollout_values
-from stages.label.verify import verify_answer
+from stages.verification.verify import verify_answer
 
 __all__ = ["MonteCarloLabeler", "Rolled", "RolloutConfig", "rollout_correct", "rollout_values"]
 

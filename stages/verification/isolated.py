@@ -25,8 +25,10 @@ import threading
 import time
 from pathlib import Path
 
+from stages.verification.equivalence import math_equal_here
+
 STARTUP_S = 120.0  # importing sympy on a loaded machine; not counted in a call's deadline
-_ROOT = str(Path(__file__).resolve().parents[2])  # so `-m stages.label.verify_isolated` imports
+_ROOT = str(Path(__file__).resolve().parents[2])  # so `-m stages.verification.isolated` imports
 
 
 class VerifyTimeout(TimeoutError):
@@ -37,7 +39,7 @@ class _Child:
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stages.label.verify_isolated"],
+            [sys.executable, "-m", "stages.verification.isolated"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -107,8 +109,6 @@ def _shutdown() -> None:
 def serve() -> None:
     """The child: answer JSON requests, one per line, until stdin closes. Replies go to the
     original stdout; anything a library prints goes to stderr instead, so it cannot corrupt them."""
-    from stages.label.verify import math_equal_here
-
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
 

@@ -12,7 +12,7 @@ math-verify pitfalls handled here:
 - its timeouts use `signal.alarm`: whole seconds, the caller's SIGALRM handler is replaced for the
   duration, and off the main thread it raises `ValueError` even with `raise_on_error=False`. So the
   timeouts are passed only on the main thread; off it, math-verify runs in a child process that is
-  killed past its deadline (`verify_isolated`), since a short answer such as `\\binom{10^{9}}{5
+  killed past its deadline (`isolated.py`), since a short answer such as `\\binom{10^{9}}{5
   \\cdot 10^{8}}` or `100!!` otherwise holds the thread forever (with the GIL, so a watchdog thread
   cannot even report it). A call is thus bounded by 3 x `timeout_s` (two parses, one comparison)
   wherever it runs: by the signals on the main thread, by the kill elsewhere;
@@ -33,10 +33,10 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 
-from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
-from stages.label import verify_isolated
+from stages.verification import isolated
+from stages.verification.equivalence import math_equal_here
 
 Verifier = Callable[[str, str | None], bool]
 
@@ -165,30 +165,6 @@ def _screen(text: str) -> str:
 # --- built-in verifiers ----------------------------------------------------------------------------
 
 
-def as_latex(text: str) -> str:
-    """Bare answers parse reliably only inside math delimiters; text that already has `$`, `\\(`,
-    `\\[` or a `\\boxed` is left alone (an escaped dollar `\\$29` is currency, not a delimiter)."""
-    if "$" in text.replace("\\$", "") or any(t in text for t in ("\\boxed", "\\(", "\\[")):
-        return text
-    return f"${text}$"
-
-
-def _parse(text: str, timeout: int) -> list:
-    parsed = parse(as_latex(text), parsing_timeout=timeout, raise_on_error=True)
-    if not parsed and as_latex(text) != text:
-        parsed = parse(text, parsing_timeout=timeout, raise_on_error=True)
-    return parsed
-
-
-def math_equal_here(gold: str, predicted: str, timeout: int) -> bool:
-    """math-verify in this thread, which must be a main thread: its timeouts are `signal.alarm`s
-    of `timeout` whole seconds for each parse and for the comparison."""
-    gold_parsed, pred_parsed = _parse(gold, timeout), _parse(predicted, timeout)
-    if not gold_parsed or not pred_parsed:
-        return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout, raise_on_error=False))
-
-
 @register("math")
 def math_equal(gold: str, predicted: str | None) -> bool:
     """math-verify equivalence: `\\frac{1}{2}` == `0.5`, `5\\text{ cm}` == `5`, `\\$29` == `29`,
@@ -198,7 +174,7 @@ def math_equal(gold: str, predicted: str | None) -> bool:
         return False
     seconds = getattr(_TIMEOUT_S, "value", 5.0)
     if threading.current_thread() is not threading.main_thread():
-        return verify_isolated.math_equal(gold, predicted, seconds)
+        return isolated.math_equal(gold, predicted, seconds)
     return math_equal_here(gold, predicted, max(1, math.ceil(seconds)))
 
 
