@@ -134,8 +134,8 @@ def load_ratios(run_json: str | Path | None) -> dict[str, dict[str, float]]:
 
 def problem_count(section) -> tuple[int, str]:
     if section.kind == "arithmetic":
-        from stages.problems.arithmetic import Split
-        from stages.problems.arithmetic_space import require_available
+        from stages.arithmetic.space import require_available
+        from stages.arithmetic.trees import Split
 
         if section.split not in get_args(Split):
             raise PlanError(f"problems.split {section.split!r}: the bundled splits are {list(get_args(Split))}")

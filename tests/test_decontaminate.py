@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from flows.recipe import load_recipe
 from schemas import PROBLEMS, REJECTS
+from stages.arithmetic.space import split_texts
 from stages.base import StageContext
 from stages.decontaminate import (
     BenchmarkConfig,
@@ -24,7 +25,7 @@ from stages.decontaminate import (
     normalise,
 )
 from stages.problems import shards as problem_shards
-from stages.problems.sources import ProblemSourceConfig, arithmetic_problems, arithmetic_texts
+from stages.problems.sources import ProblemSourceConfig, arithmetic_problems
 from stages.publish.card import decontamination_section
 from stages.shards import read_table, rejects_dir, shard_paths
 
@@ -196,13 +197,13 @@ def test_bundled_arithmetic_splits_are_disjoint_from_eval():
     cfg = load_recipe("demo").problems.decontamination()
     sizes = {}
     for split in ("demo", "train"):
-        texts = arithmetic_texts(split)
+        texts = split_texts(split)
         kept, rejects, stats = decontaminate(({"problem": t} for t in texts), cfg, "check")
         sizes[split] = len(texts)
         assert rejects == [] and stats["checked"] == len(texts)
-    assert sizes == {"demo": 5038, "train": 40372} and len(arithmetic_texts("eval")) == 4844
+    assert sizes == {"demo": 5038, "train": 40372} and len(split_texts("eval")) == 4844
     drawn = {r["problem"] for r in arithmetic_problems("demo", 48)}  # what the demo recipe writes
-    assert drawn <= set(arithmetic_texts("demo"))  # the enumeration renders texts as the generator does
+    assert drawn <= set(split_texts("demo"))  # the enumeration renders texts as the generator does
 
 
 def test_a_benchmark_loads_by_hub_name(tmp_path, fake_hub):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from schemas import LABELED_TRACES, PAIRS, PROBLEMS, REJECTS, TRACES
+from schemas.problems import problem_id_for
 from stages.base import ShardStage
 from stages.configs import ExportConfig, export
 from stages.engine.types import Sample, SamplingConfig
@@ -27,7 +28,6 @@ from stages.generate import Generate, GenerateConfig, build_trace
 from stages.label.stage import Label, LabelConfig
 from stages.pairs.common import by_problem
 from stages.pairs.stage import Pairs, PairsConfig
-from stages.problems.arithmetic import problem_id_for
 from stages.shards import read_table, shard_paths, to_table, write_table
 
 MB = 1_000_000

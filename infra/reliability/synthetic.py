@@ -19,10 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from schemas import PROBLEMS, TRACES
+from stages.arithmetic.problems import (
+    THINK_OPEN,
+    ArithmeticProblem,
+    render_completion,
+    solution_steps,
+    trace_paragraphs,
+)
+from stages.arithmetic.trees import Split
+from stages.arithmetic.truth import parse_expression
 from stages.engine.types import Sample, SamplingConfig
 from stages.generate import GenerateConfig, build_trace
-from stages.problems import arithmetic
-from stages.problems.arithmetic_truth import parse_expression
 from stages.problems.sources import arithmetic_problems
 from stages.shards import batched, to_table, write_table
 
@@ -30,7 +37,7 @@ MODEL = "synthetic:arithmetic"
 _TOKEN = re.compile(r"\d|[A-Za-z]+|\s+|<[^<>\s]{1,8}>|.", re.DOTALL)  # digit-level, like the tiny reasoner's
 
 
-def synthetic_problems(n: int, seed: int = 0, split: arithmetic.Split = "train") -> list[dict]:
+def synthetic_problems(n: int, seed: int = 0, split: Split = "train") -> list[dict]:
     """`n` distinct bundled arithmetic problems (rows of `problems`)."""
     return list(arithmetic_problems(split, n, seed))
 
@@ -52,17 +59,17 @@ def problem_traces(problem: dict, per_problem: int, seed: int, cfg: GenerateConf
     """`per_problem` traces of one problem; about half carry an uncorrected slip."""
     expression = problem["problem"].removeprefix("What is ").removesuffix("?")
     tree = parse_expression(expression)
-    arith = arithmetic.ArithmeticProblem(problem["problem_id"], expression, tree, tree.eval(), "train")
+    arith = ArithmeticProblem(problem["problem_id"], expression, tree, tree.eval(), "train")
     rng = random.Random(f"{seed}-{problem['problem_id']}")
     nprng = np.random.default_rng(rng.getrandbits(32))
-    n_ops = len(arithmetic.solution_steps(tree))
+    n_ops = len(solution_steps(tree))
     sampling_json = SamplingConfig(n=per_problem, seed=seed).model_dump_json()
     rows = []
     for i in range(per_problem):
         slip_at = rng.randrange(n_ops) if rng.random() < 0.5 else None
-        paragraphs = arithmetic.trace_paragraphs(arith, rng, slip_at=slip_at)
+        paragraphs = trace_paragraphs(arith, rng, slip_at=slip_at)
         answer = paragraphs[-1].removeprefix("So the answer is ").removesuffix(".")
-        text = arithmetic.render_completion(paragraphs, answer).removeprefix(arithmetic.THINK_OPEN)
+        text = render_completion(paragraphs, answer).removeprefix(THINK_OPEN)
         slip_from = None if slip_at is None else text.find(" = ", 0)  # a coarse marker is enough
         sample = _sample(text, nprng, slip_from)
         rows.append(build_trace(problem, i, sample, MODEL, sampling_json, problem["problem"] + "<think>", cfg))

@@ -25,8 +25,8 @@ from transformers import LlamaForCausalLM
 from infra.tiny_reasoner.judge_data import judge_target
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from infra.tiny_reasoner.train import autocast, encode_batch, examples, judge_accuracy, sampled_accuracy, save
+from stages.arithmetic.truth import step_truth
 from stages.label.judge_format import judge_prompt
-from stages.problems.arithmetic_truth import step_truth
 
 
 def verdict_ids(tok) -> tuple[int, int]:

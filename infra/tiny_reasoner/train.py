@@ -22,8 +22,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from infra.tiny_reasoner.judge_data import drill_example, judge_example
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from stages.answers import extract_answer, split_thinking
+from stages.arithmetic.problems import generate, render_completion, solution_steps, trace_paragraphs
 from stages.label.judge_format import judge_prompt, parse_verdict
-from stages.problems.arithmetic import generate, render_completion, solution_steps, trace_paragraphs
 
 # One run trains the teacher; the student is the same run's snapshot taken when its sampled
 # accuracy first reaches the student target (a weaker model of the same family, as a smaller or

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from stages.arithmetic.repair import AfterRepair
 from stages.label.base import TraceLabel
-from stages.label.repair import AfterRepair
 
 
 class ConsensusConfig(BaseModel):
@@ -25,7 +25,7 @@ class ConsensusConfig(BaseModel):
     min_sources: int = 2  # fewer answering labelers than this: "insufficient"
     after_error: Literal["wrong", "drop"] = "wrong"  # steps after the first error: labeled wrong, or null
     # Self-corrected traces: steps from a slip's repair on are correct again, or keep `after_error`
-    # (`carry`); both readings are defensible, see `stages/label/repair.py`.
+    # (`carry`); both readings are defensible, see `stages/arithmetic/repair.py`.
     after_repair: AfterRepair = "correct"
     # disagreements: dropped (flagged `disagree`), or decided by the earliest evidenced error
     resolve: Literal["drop", "evidence"] = "drop"

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
+from stages.arithmetic.repair import correction
 from stages.base import ModelStageConfig, ShardStage, reject
 from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus, settled
@@ -22,7 +23,6 @@ from stages.label.fidelity import FidelityConfig, answer_fidelity, information_g
 from stages.label.judge import JudgeConfig
 from stages.label.prm import PRMLabelerConfig
 from stages.label.registry import LABELERS, known_labelers
-from stages.label.repair import correction
 from stages.label.resolve import resolve_disputes
 from stages.label.rollouts import RolloutConfig
 

@@ -11,9 +11,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from schemas.problems import problem_id_for
+from stages.arithmetic.problems import generate
+from stages.arithmetic.trees import Split
 from stages.base import StageConfig
 from stages.decontaminate import DecontaminationConfig
-from stages.problems import arithmetic
 
 
 class ProblemSourceConfig(StageConfig):
@@ -44,8 +46,8 @@ class ProblemSourceConfig(StageConfig):
         return DecontaminationConfig(enabled=self.kind == "hub")
 
 
-def arithmetic_problems(split: arithmetic.Split, n: int, seed: int = 0) -> Iterator[dict]:
-    for p in arithmetic.generate(split, n, seed=seed):
+def arithmetic_problems(split: Split, n: int, seed: int = 0) -> Iterator[dict]:
+    for p in generate(split, n, seed=seed):
         yield {
             "problem_id": p.problem_id,
             "source": "arithmetic",
@@ -54,15 +56,6 @@ def arithmetic_problems(split: arithmetic.Split, n: int, seed: int = 0) -> Itera
             "split": split,
             "meta": json.dumps({"expression": p.expression}),
         }
-
-
-def arithmetic_texts(split: arithmetic.Split) -> list[str]:
-    """Every problem text an arithmetic split can hold (with the generator's default 2-3
-    operations), enumerated, not drawn: drawing a whole split at random would take a coupon
-    collector's time."""
-    from stages.problems.arithmetic_space import expressions
-
-    return [f"What is {e}?" for e in expressions() if arithmetic.split_of(e) == split]  # ArithmeticProblem.text
 
 
 def hub_problems(cfg: ProblemSourceConfig) -> Iterator[dict]:
@@ -82,7 +75,7 @@ def hub_problems(cfg: ProblemSourceConfig) -> Iterator[dict]:
         text = row[cfg.problem_column]
         answer = row[cfg.answer_column]
         yield {
-            "problem_id": arithmetic.problem_id_for(cfg.dataset, str(text)),
+            "problem_id": problem_id_for(cfg.dataset, str(text)),
             "source": cfg.dataset,
             "problem": text if isinstance(text, str) else str(text),
             "answer": None if answer is None else str(answer),

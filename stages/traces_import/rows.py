@@ -14,12 +14,12 @@ import json
 import math
 from typing import Any
 
+from schemas.problems import problem_id_for
 from stages.answers import THINK_TAGS, extract_answer
 from stages.base import reject
 from stages.decontaminate import decontaminate
 from stages.engine import Sample
 from stages.generate import GenerateConfig, build_trace, check_problem, trace_id
-from stages.problems.arithmetic import problem_id_for
 from stages.traces_import.config import TraceSourceConfig
 from stages.traces_import.presets import Preset
 

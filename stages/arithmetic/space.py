@@ -1,6 +1,6 @@
 """How many distinct problems the arithmetic world holds, per split.
 
-`arithmetic.generate` draws random trees until it has `n` distinct problems of a split, so it
+`problems.generate` draws random trees until it has `n` distinct problems of a split, so it
 must know before it starts whether the split holds `n` at all (otherwise it would draw forever).
 Counting all splits together is cheap: a well-formed left-deep tree extends by looking only at
 its running value, so a dynamic program over values counts them without building any. A split
@@ -14,7 +14,7 @@ import functools
 from collections import Counter
 from collections.abc import Iterator
 
-from stages.problems.arithmetic import _SPLIT_BUCKETS, FIRST, OPERANDS, OPS, Node, Split, _well_formed, split_of
+from stages.arithmetic.trees import _SPLIT_BUCKETS, FIRST, OPERANDS, OPS, Node, Split, _well_formed, split_of
 
 # Below this many problems in all, a split is counted exactly whatever `n` is: it takes well under
 # a second, and a small world's hash buckets can be far from their 80/10/10 shares.
@@ -86,3 +86,9 @@ def require_available(split: Split, n: int, min_ops: int = 2, max_ops: int = 3) 
             f"arithmetic split {split!r} holds {have:,} distinct problems with {min_ops}-{max_ops} operations, "
             f"so {n:,} cannot be drawn; ask for at most {have:,} (or another split, or more operations)"
         )
+
+
+def split_texts(split: Split) -> list[str]:
+    """Every problem text a split can hold (with the generator's default 2-3 operations),
+    enumerated, not drawn: drawing a whole split at random would take a coupon collector's time."""
+    return [f"What is {e}?" for e in expressions() if split_of(e) == split]  # ArithmeticProblem.text

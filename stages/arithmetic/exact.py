@@ -1,6 +1,6 @@
 """Exact, bounded arithmetic for the symbolic step checker: is `lhs = rhs` true?
 
-A claim's sides are numbers, `+ - * / ^` and parentheses only (`symbolic` finds them in prose and
+A claim's sides are numbers, `+ - * / ^` and parentheses only (`claims.py` finds them in prose and
 leaves anything touching a variable to the judge). Both sides are parsed by a small
 recursive-descent parser (never `eval`) and evaluated with `fractions.Fraction`, so `1/3 + 1/6 = 1/2`
 is checked exactly. Every size is capped (side length, digits, nesting, the bits of every

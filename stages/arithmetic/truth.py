@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-from stages.label.exact_arithmetic import parse
-from stages.problems.arithmetic import CLAIM_RE, Node, apply
+from stages.arithmetic.exact import parse
+from stages.arithmetic.problems import CLAIM_RE
+from stages.arithmetic.trees import Node, apply
 
 _RESTATED = re.compile(r",\s*now\s+(.+?)\.?\s*$")
 _REFLECTION = re.compile(r"\W*wait\b", re.IGNORECASE)
@@ -151,7 +152,7 @@ _EXPRESSION = re.compile(r"[\d\s+\-*()]+")
 def parse_expression(expr: str) -> Node:
     """Parse `+ - *` integer expressions with parentheses (precedence and left associativity)
     into the tree the generator would have built, so step truth can be computed from text. The
-    bounded parser is the symbolic checker's (`exact_arithmetic.parse`); this world has no
+    bounded parser is the symbolic checker's (`exact.parse`); this world has no
     unary minus, division or powers."""
     tree = parse(expr) if _EXPRESSION.fullmatch(expr) else None
     if tree is None:

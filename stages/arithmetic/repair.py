@@ -14,7 +14,7 @@ trace stays `rationalized` when its answer is right (a rejected fidelity pair, a
 Step labels after a repaired error (`label.consensus.after_repair`, the `prm` config's labels):
 - `correct` (default): the step holding the false claim stays wrong, and so do the steps between
   it and its repair (they build on the slip); the repairing step and those after it are correct
-  again. This is the exact per-step truth of arithmetic traces (`arithmetic_truth.step_truth`) and
+  again. This is the exact per-step truth of arithmetic traces (`truth.step_truth`) and
   what Monte-Carlo values measure (a prefix that repaired its slip reaches the answer), so a PRM
   trained on it does not penalise catching one's own slip.
 - `carry`: every step from the first error on keeps the `after_error` label (ProcessBench's
@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from stages.label.exact_arithmetic import check_claim
-from stages.label.symbolic import find_claims
+from stages.arithmetic.claims import find_claims
+from stages.arithmetic.exact import check_claim
 
 AfterRepair = Literal["correct", "carry"]
 

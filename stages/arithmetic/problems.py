@@ -2,88 +2,24 @@
 
 This is the tiny reasoner's world. Everything here is deterministic from a seed, so the
 training set, the held-out eval set and the pipeline's demo set are reproducible and disjoint
-(a problem's split is a function of its text, not of the order it was drawn in). Because every
-step of an arithmetic trace can be checked exactly, `arithmetic_truth` gives the ground truth
-that label-quality benchmarks score labelers against.
+(a problem's split is a function of its text, not of the order it was drawn in: `trees.py`).
+Because every step of an arithmetic trace can be checked exactly, `truth.py` gives the ground
+truth that label-quality benchmarks score labelers against.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
-Split = Literal["train", "eval", "demo"]
-OPS = ("+", "-", "*")
-_PREC = {"+": 1, "-": 1, "*": 2}
-# A problem's split is decided by the hash of its text: 80% train, 10% eval, 10% demo.
-_SPLIT_BUCKETS: dict[Split, range] = {"train": range(0, 8), "eval": range(8, 9), "demo": range(9, 10)}
-# The numbers a tree may draw: its first number, then each operation's right operand. Shared with
-# `arithmetic_space`, which counts the problems these allow, so the sampler and the count agree.
-FIRST = range(1, 10)
-OPERANDS = {"+": range(1, 10), "-": range(1, 10), "*": range(2, 6)}
+from schemas.problems import problem_id_for
+from stages.arithmetic.space import require_available
+from stages.arithmetic.trees import FIRST, OPERANDS, OPS, Node, Split, _well_formed, apply, split_of
+
 CLAIM_RE = re.compile(r"(-?\d+) ([+\-*]) (-?\d+) = (-?\d+)")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-
-
-@dataclass(frozen=True)
-class Node:
-    """A binary expression tree; a leaf has `op is None` and holds `value`."""
-
-    value: int = 0
-    op: str | None = None
-    left: Node | None = None
-    right: Node | None = None
-
-    def eval(self) -> int:
-        if self.op is None:
-            return self.value
-        return apply(self.op, self.left.eval(), self.right.eval())  # type: ignore[union-attr]
-
-    def render(self) -> str:
-        if self.op is None:
-            return str(self.value)
-        left, right = self.left.render(), self.right.render()  # type: ignore[union-attr]
-        if self.left.op and _PREC[self.left.op] < _PREC[self.op]:  # type: ignore[union-attr]
-            left = f"({left})"
-        r = self.right.op  # type: ignore[union-attr]
-        if r and _PREC[r] <= _PREC[self.op]:  # keeps evaluation order unambiguous
-            right = f"({right})"
-        return f"{left} {self.op} {right}"
-
-
-def apply(op: str, a: int, b: int) -> int:
-    return a + b if op == "+" else a - b if op == "-" else a * b
-
-
-def split_of(text: str) -> Split:
-    bucket = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 10
-    return next(s for s, r in _SPLIT_BUCKETS.items() if bucket in r)
-
-
-def _random_tree(rng: random.Random, n_ops: int) -> Node:
-    """A left-deep tree, e.g. `(23 + 58) * 4 - 17`: each step combines the running result with
-    the next number, so the difficulty is the arithmetic, not parsing precedence."""
-    node = Node(rng.randint(FIRST[0], FIRST[-1]))
-    for _ in range(n_ops):
-        op = rng.choice(OPS)
-        node = Node(op=op, left=node, right=Node(rng.randint(OPERANDS[op][0], OPERANDS[op][-1])))
-    return node
-
-
-def _well_formed(node: Node) -> bool:
-    """Keep intermediate values in [0, 30) and operands to one digit, so every step is within
-    reach of a two-million-parameter model trained for minutes on a CPU (its slips are real)."""
-    if node.op is None:
-        return True
-    if not (_well_formed(node.left) and _well_formed(node.right)):  # type: ignore[arg-type]
-        return False
-    if node.op == "*" and min(node.left.eval(), node.right.eval()) > 9:  # type: ignore[union-attr]
-        return False
-    return 0 <= node.eval() < 30
 
 
 @dataclass(frozen=True)
@@ -99,11 +35,6 @@ class ArithmeticProblem:
         return f"What is {self.expression}?"
 
 
-def problem_id_for(source: str, text: str) -> str:
-    """Stable id of a problem: the same text from the same source always gets the same id."""
-    return hashlib.sha256(f"{source}\x00{text}".encode()).hexdigest()[:16]
-
-
 def generate(split: Split, n: int, seed: int = 0, min_ops: int = 2, max_ops: int = 3) -> Iterator[ArithmeticProblem]:
     """`n` distinct problems of one split, deterministically from `seed`.
 
@@ -111,8 +42,6 @@ def generate(split: Split, n: int, seed: int = 0, min_ops: int = 2, max_ops: int
     draws repeat until `n` distinct ones are found, so asking for more than a split holds would
     never end: that raises `ValueError` here, at the call, before anything is drawn.
     """
-    from stages.problems.arithmetic_space import require_available  # it builds on this module
-
     require_available(split, n, min_ops, max_ops)
     return _draw(split, n, seed, min_ops, max_ops)
 
@@ -128,6 +57,16 @@ def _draw(split: Split, n: int, seed: int, min_ops: int, max_ops: int) -> Iterat
         seen.add(expr)
         text = f"What is {expr}?"
         yield ArithmeticProblem(problem_id_for("arithmetic", text), expr, tree, tree.eval(), split)
+
+
+def _random_tree(rng: random.Random, n_ops: int) -> Node:
+    """A left-deep tree, e.g. `(23 + 58) * 4 - 17`: each step combines the running result with
+    the next number, so the difficulty is the arithmetic, not parsing precedence."""
+    node = Node(rng.randint(FIRST[0], FIRST[-1]))
+    for _ in range(n_ops):
+        op = rng.choice(OPS)
+        node = Node(op=op, left=node, right=Node(rng.randint(OPERANDS[op][0], OPERANDS[op][-1])))
+    return node
 
 
 def _postorder(tree: Node) -> list[Node]:
