@@ -43,6 +43,7 @@ LABELER_STEP_FIELDS = {
     "prm": {"prm_value": Value("float32"), "prm_label": Value("bool")},
 }
 LABELERS = tuple(LABELER_STEP_FIELDS)
+KEPT = ("agree", "resolved")  # the `consensus` statuses whose labels are trusted downstream
 
 STEP_LABELS = {
     **{k: v for fields in LABELER_STEP_FIELDS.values() for k, v in fields.items()},

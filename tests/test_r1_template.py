@@ -18,10 +18,10 @@ from stages.engine import EngineConfig, SamplingConfig
 from stages.engine.types import load_chat_template, resolve_chat_template
 from stages.engine.vllm_offline import VLLMEngine
 from stages.generate import Generate, GenerateConfig
-from stages.label.base import step_prefix
-from stages.label.rollouts import RolloutConfig, rollout_values
 from stages.label.stage import Label, LabelConfig
 from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.rollouts import RolloutConfig, rollout_values
+from stages.segment import step_prefix
 from stages.shards import read_table, shard_paths, write_table
 from stages.verification.verify import verify_answer
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from datasets import load_dataset
 
-from stages.pairs.common import pair_kinds
+from schemas.pairs import pair_kinds
 from stages.train import TrainConfig, train
 from stages.train.trainer import RECORD, sft_example
 

@@ -14,8 +14,9 @@ from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, build_engine
-from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
+from stages.label.rollouts import MonteCarloLabeler
 from stages.prune import StrategyConfig
+from stages.rollouts import RolloutConfig
 
 ROLLOUT = {"strategy": "binary_search", "k": 4, "max_tokens": 300, "seed": 5}
 ARMS: dict[str, StrategyConfig] = {

@@ -55,10 +55,3 @@ def labels_from_first_error(first_error: int | None, n_steps: int) -> list[bool 
     if first_error < 0:
         return [True] * n_steps
     return [i < first_error for i in range(n_steps)]
-
-
-def step_prefix(trace: dict, step: int) -> str:
-    """The prompt plus the completion up to the end of `step` (-1: up to the thinking's start)."""
-    start = max(trace["thinking_start"], 0)
-    end = start + (trace["steps"][step]["char_end"] if step >= 0 else 0)
-    return trace["prompt"] + trace["completion"][:end]

@@ -5,7 +5,7 @@ first error (Monte-Carlo and judge, plus the symbolic checker on traces it appli
 Disagreement is kept and flagged, never silently resolved. But the disagreements are the hard
 cases a PRM most needs (on the demo, a third of the truly erroneous traces), so `resolve:
 evidence` decides them by evidence instead of opinion (`resolve.py`): status `resolved`, kept
-beside `agree` (`KEPT`).
+beside `agree` (`schemas.labels.KEPT`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ class ConsensusConfig(BaseModel):
     # disagreements: dropped (flagged `disagree`), or decided by the earliest evidenced error
     resolve: Literal["drop", "evidence"] = "drop"
     resolve_k: int = 4  # rollouts that recheck a disputed MC-0 step (stopping at the first hit)
-
-
-KEPT = ("agree", "resolved")  # the statuses whose labels are trusted downstream
 
 
 @dataclass(frozen=True)

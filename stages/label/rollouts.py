@@ -11,7 +11,7 @@ where a self-corrected slip hides behind the right answer; and since a reflectio
 what came before it, the search runs segment by segment between reflections.
 
 How the k completions of a prefix are drawn and scored (and the settings that spend fewer tokens
-for the same decision) is `rollout_sampling.py`. Every completion's first step is kept with its
+for the same decision) is `stages/rollouts.py`. Every completion's first step is kept with its
 outcome (`TraceLabel.branches`, the `branches` column): the step pairs can be drawn from them.
 """
 
@@ -20,11 +20,10 @@ from __future__ import annotations
 import re
 
 from stages.engine import Engine
-from stages.label.base import TraceLabel, labels_from_first_error, step_prefix
-from stages.label.rollout_sampling import Rolled, RolloutConfig, rollout_correct, rollout_values
+from stages.label.base import TraceLabel, labels_from_first_error
+from stages.rollouts import Rolled, RolloutConfig, rollout_values
+from stages.segment import step_prefix
 from stages.verification.verify import verify_answer
-
-__all__ = ["MonteCarloLabeler", "Rolled", "RolloutConfig", "rollout_correct", "rollout_values"]
 
 
 class MonteCarloLabeler:

@@ -24,7 +24,7 @@ from stages.label.judge import JudgeConfig
 from stages.label.prm import PRMLabelerConfig
 from stages.label.registry import LABELERS, known_labelers
 from stages.label.resolve import resolve_disputes
-from stages.label.rollouts import RolloutConfig
+from stages.rollouts import RolloutConfig
 
 
 class LabelConfig(ModelStageConfig):

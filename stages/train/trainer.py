@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.pairs import pair_kinds
 from stages.engine import resolve_model
-from stages.pairs.common import pair_kinds
 
 RECORD = "thoughtmill-train.json"
 
