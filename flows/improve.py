@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.curate import curate
 from flows.evaluate import evaluate
 from flows.recipe import load_tree
-from stages.evaluate.results import HEADLINE, metric
+from stages.eval_results import HEADLINE, metric
 from stages.train import TrainConfig, train
 from stages.train.trainer import RECORD
 

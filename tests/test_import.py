@@ -27,8 +27,7 @@ from stages.frontier import Frontier, FrontierConfig
 from stages.inspect import build_report
 from stages.label.stage import Label, LabelConfig
 from stages.pairs.stage import Pairs, PairsConfig
-from stages.publish import PublishConfig
-from stages.publish.stage import run_publish
+from stages.publish.stage import PublishConfig, run_publish
 from stages.shards import read_table, rejects_dir, shard_paths, to_table
 from stages.traces_import import TraceSourceConfig, import_traces, run_import
 from stages.traces_import.sources import MissingColumnError

@@ -27,10 +27,10 @@ from websockets.sync.client import connect
 from flows.evaluate import report_layout
 from flows.pipeline import PIPELINE
 from stages.configs import ExportConfig, export_configs
-from stages.evaluate.stage import ScoreConfig, score
 from stages.inspect import build_report as build_page
 from stages.inspect import sample
 from stages.jsonable import finite
+from stages.score.stage import ScoreConfig, score
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"

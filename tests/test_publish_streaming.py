@@ -27,11 +27,11 @@ from flows.pipeline import PIPELINE
 from infra.reliability.synthetic import write_synthetic_run
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
 from stages.configs import ExportConfig, export, export_configs
+from stages.dataset.layout import arrow_nbytes, cut, row_nbytes
 from stages.label.stage import Label, LabelConfig
 from stages.pairs.stage import Pairs, PairsConfig
 from stages.publish.card import labels_section
 from stages.publish.figures import TraceStats, length_accuracy, reliability
-from stages.publish.layout import arrow_nbytes, cut, row_nbytes
 from stages.publish.stage import PublishConfig, publish, trace_stats
 from stages.shards import read_table, shard_paths, write_table
 

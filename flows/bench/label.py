@@ -22,7 +22,6 @@ from schemas.labels import KEPT
 from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.engine.step_layout import step_layout
-from stages.evaluate.metrics import auroc, expected_calibration_error
 from stages.generate import Generate, GenerateConfig
 from stages.label.consensus import ConsensusConfig, consensus, settled
 from stages.label.judge import JudgeConfig, JudgeLabeler
@@ -32,6 +31,7 @@ from stages.label.rollouts import MonteCarloLabeler
 from stages.label.symbolic import SymbolicLabeler
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.rollouts import RolloutConfig
+from stages.score.metrics import auroc, expected_calibration_error
 from stages.shards import read_table, shard_paths, write_table
 
 

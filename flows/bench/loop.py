@@ -36,7 +36,7 @@ from schemas import SFT
 from stages.answers import split_thinking
 from stages.arithmetic.truth import problem_step_truth
 from stages.configs import sft_row
-from stages.evaluate.results import compare, leaderboard_markdown
+from stages.eval_results import compare, leaderboard_markdown
 from stages.publish.stage import PublishConfig, publish
 from stages.shards import to_table
 from stages.train import TrainConfig, train

@@ -19,12 +19,12 @@ import numpy as np
 
 from flows.bench import TINY_ENGINE
 from stages.engine import EngineConfig, SamplingConfig, build_engine
-from stages.evaluate.metrics import auroc, bootstrap_interval, bootstrap_pooled
 from stages.generate import problem_seed
 from stages.problems.sources import ProblemSourceConfig, load_problems
 from stages.prune import Outcome, StrategyConfig, final_answer, run_strategy, vote
 from stages.prune.chunked import Partial, advance, sub_seed
 from stages.prune.confidence import lowest_group_confidence, token_confidence
+from stages.score.metrics import auroc, bootstrap_interval, bootstrap_pooled
 
 CHOSEN = {"confidence": "chosen", "window": 16}
 SAMPLING = SamplingConfig(n=8, temperature=1.0, max_tokens=400, logprobs=5, seed=0)

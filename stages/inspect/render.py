@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stages.base import StageConfig, StageContext
-from stages.evaluate.results import side_by_side
+from stages.eval_results import side_by_side
 from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
 from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces, with_frontier
 from stages.inspect.stats import CONFIDENT, FILTERS, overview

@@ -48,7 +48,7 @@ class StrategyConfig(BaseModel):
     branch: int = Field(2, ge=1)  # cat: candidate next steps per live trace
     chunk_tokens: int = Field(32, ge=1)  # online deepconf and cat: tokens between checks (cat: a step)
     prefix_tokens: int = Field(50, ge=1)  # think_at_n: the prefix whose deep-thinking ratio ranks
-    # think_at_n: `stages.evaluate.depth.DepthConfig`'s two settings, kept as plain numbers here
+    # think_at_n: `stages.logit_lens.DepthConfig`'s two settings, kept as plain numbers here
     # so that the generate stage does not import torch for the other strategies
     depth_threshold: float = Field(0.5, gt=0)
     depth_fraction: float = Field(0.85, gt=0, le=1)

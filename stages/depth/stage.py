@@ -1,8 +1,9 @@
 """The evaluation's `depth` stage: each trace's deep-thinking ratio under the model that wrote it.
 
-The model is the recipe's `generator` role (the one being evaluated), loaded with transformers
-because vLLM does not expose per-layer hidden states: on a GPU when there is one, else on the CPU
-(fine for the tiny reasoner; a 7B model wants a GPU). The trace's own prompt and completion are
+The ratio is the logit lens's (`stages/logit_lens.py`). The model is the recipe's `generator` role
+(the one being evaluated), loaded with transformers because vLLM does not expose per-layer hidden
+states: on a GPU when there is one, else on the CPU (fine for the tiny reasoner; a 7B model wants a
+GPU). The trace's own prompt and completion are
 re-tokenized by the model's tokenizer.
 """
 
@@ -10,13 +11,11 @@ from __future__ import annotations
 
 import math
 
-import torch
 from pydantic import Field
 
 from schemas import EVAL_DEPTH, LABELED_TRACES
 from stages.base import ModelStageConfig, ShardStage
-from stages.engine import resolve_model
-from stages.evaluate.depth import DepthConfig, deep_thinking_ratio
+from stages.logit_lens import DepthConfig, deep_thinking_ratio, load_model
 
 
 class DeepThinkingConfig(ModelStageConfig):
@@ -32,17 +31,6 @@ class DeepThinkingConfig(ModelStageConfig):
 
     def engine_roles(self) -> dict[str, str]:
         return {}  # the generator's weights are loaded here, with transformers
-
-
-def load_model(name: str, device: str = "auto", dtype: str = "auto"):
-    """(model, tokenizer) with transformers, in eval mode on `device`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    torch_dtype = (torch.bfloat16 if device.startswith("cuda") else torch.float32) if dtype == "auto" else dtype
-    path = resolve_model(name)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
-    return model, AutoTokenizer.from_pretrained(path)
 
 
 def depth_row(loaded, trace: dict, cfg: DepthConfig) -> dict:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stages.evaluate.metrics import (
+from stages.score.metrics import (
     auroc,
     bootstrap_interval,
     bootstrap_pooled,

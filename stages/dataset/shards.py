@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from datasets import Features
 
 from schemas import arrow_schema, validate
-from stages.publish.layout import (
+from stages.dataset.layout import (
     SAMPLE_ROWS,
     Input,
     arrow_nbytes,

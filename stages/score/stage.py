@@ -15,8 +15,8 @@ import pyarrow as pa
 from schemas import EVAL_DEPTH, EVAL_SCORES, LABELED_TRACES
 from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.base import StageConfig, StageContext
-from stages.evaluate.summary import summarize
 from stages.jsonable import finite
+from stages.score.summary import summarize
 from stages.shards import read_table, shard_paths, to_table, write_table
 
 SCORES, SUMMARY = "eval_scores.parquet", "summary.json"

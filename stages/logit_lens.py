@@ -6,7 +6,8 @@ distribution is within Jensen-Shannon divergence `threshold` (natural log, at mo
 final layer's; the paper's "running minimum" of the divergence crosses the threshold at that same
 layer. A token is deep when it settles at layer ceil(depth_fraction * L) or later, and a trace's
 ratio is its share of deep tokens. Computed with transformers (hidden states are not exposed by
-vLLM): the tiny reasoner on a CPU, a real model on a GPU.
+vLLM): the tiny reasoner on a CPU, a real model on a GPU; `load_model` loads one for the
+evaluation's depth stage and for think@n pruning (`stages/prune/think.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
+
+from stages.engine import resolve_model
 
 
 class DepthConfig(BaseModel):
@@ -81,3 +84,14 @@ def deep_thinking_ratio(model, prompt_ids: Sequence[int], completion_ids: Sequen
     )
     deep_from = math.ceil(cfg.depth_fraction * hidden.shape[0])
     return float((settle >= deep_from).float().mean())
+
+
+def load_model(name: str, device: str = "auto", dtype: str = "auto"):
+    """(model, tokenizer) with transformers, in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    torch_dtype = (torch.bfloat16 if device.startswith("cuda") else torch.float32) if dtype == "auto" else dtype
+    path = resolve_model(name)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(path)

@@ -3,7 +3,8 @@
 The published dataset has two configs: `scores` (every model's per-sample scores, `eval_scores`)
 and `summary` (every figure of every model's summary with its interval, `eval_summary`), plus a
 card holding the leaderboard and each model's tables. It is built and swapped in locally, then
-committed to the Hub when the target says so, with the same code the corpus uses.
+committed to the Hub when the target says so, with the same code the corpus uses (`stages/dataset/`).
+The report stage's Evaluation tab shows the models side by side (`side_by_side`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import math
 from pathlib import Path
 
 from schemas import EVAL_SCORES, EVAL_SUMMARY
-from stages.publish.card import front_matter, markdown_table
-from stages.publish.shards import write_config_shards
-from stages.publish.stage import PublishConfig, publish_folder
+from stages.dataset.card import front_matter, markdown_table
+from stages.dataset.shards import write_config_shards
+from stages.dataset.target import DatasetTarget, publish_folder
 from stages.secrets import scrub
 from stages.shards import to_table
 
@@ -140,7 +141,7 @@ def results_card(board: dict[str, dict], shards: dict, meta: dict, repo_id: str 
 
 
 def publish_results(
-    board: dict[str, dict], score_files: list[Path], meta: dict, cfg: PublishConfig, root: Path
+    board: dict[str, dict], score_files: list[Path], meta: dict, cfg: DatasetTarget, root: Path
 ) -> dict:
     """Publish the evaluation under `root/cfg.path` (and to the Hub for target `hub`)."""
     summary = to_table([r for m, s in board.items() for r in summary_rows(m, s)], EVAL_SUMMARY)
