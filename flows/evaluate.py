@@ -26,8 +26,8 @@ from flows.pipeline import PIPELINE, Pipeline, Stage
 from flows.recipe import RecipeBase
 from stages.depth.stage import DeepThinking, DeepThinkingConfig
 from stages.eval_results import compare, leaderboard_markdown, publish_results
-from stages.inspect import build_report
 from stages.publish.stage import PublishConfig
+from stages.report.stage import build_report
 from stages.score.stage import SCORES, SUMMARY, ScoreConfig, run_score
 from stages.secrets import scrub
 

@@ -23,8 +23,7 @@ from flows.curate import curate
 from flows.evaluate import evaluate
 from flows.recipe import load_tree
 from stages.eval_results import HEADLINE, metric
-from stages.train import TrainConfig, train
-from stages.train.trainer import RECORD
+from stages.train.stage import RECORD, TrainConfig, train
 
 
 class ImproveRecipe(BaseModel):

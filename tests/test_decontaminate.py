@@ -24,8 +24,8 @@ from stages.decontaminate import (
     grams,
     normalise,
 )
-from stages.problems import shards as problem_shards
-from stages.problems.sources import ProblemSourceConfig, arithmetic_problems
+from stages.problems import stage as problems_stage
+from stages.problems.stage import ProblemSourceConfig, arithmetic_problems, run_problems
 from stages.publish.card import decontamination_section
 from stages.shards import read_table, rejects_dir, shard_paths
 
@@ -158,10 +158,10 @@ def stage_rows() -> list[dict]:
 
 
 def run_stage(tmp_path, bench, folder: str, monkeypatch) -> tuple[StageContext, dict]:
-    monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: iter(stage_rows()))
+    monkeypatch.setattr(problems_stage, "load_problems", lambda cfg: iter(stage_rows()))
     cfg = ProblemSourceConfig(kind="hub", dataset="corpus", shard_size=4, decontaminate=bench)
     ctx = StageContext(tmp_path, cfg, {}, tmp_path / folder / "problems")
-    return ctx, problem_shards.run_problems(ctx)
+    return ctx, run_problems(ctx)
 
 
 def folder_rows(out) -> tuple[list, list]:
@@ -184,9 +184,9 @@ def test_problems_stage_drops_to_rejects_and_resumes_identically(tmp_path, bench
         if path.name != "problems-00000.parquet":
             path.unlink()
     (ctx2.output / ".complete").unlink()
-    assert problem_shards.run_problems(ctx2)["decontamination"] == expected
+    assert run_problems(ctx2)["decontamination"] == expected
     assert folder_rows(ctx2.output) == whole
-    again = problem_shards.run_problems(ctx2)
+    again = run_problems(ctx2)
     assert again["status"] == "complete, skipped" and again["decontamination"] == expected
 
 

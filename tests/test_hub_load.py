@@ -18,8 +18,7 @@ from test_publish import META, config_tables  # tests/ is on sys.path (pytest ro
 
 from schemas import CONFIGS
 from stages.publish.stage import PublishConfig, publish
-from stages.train import TrainConfig, train
-from stages.train.trainer import RECORD, fingerprint
+from stages.train.stage import RECORD, TrainConfig, fingerprint, train
 
 REPO = "org/reasoning"
 

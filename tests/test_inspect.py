@@ -26,10 +26,10 @@ from websockets.sync.client import connect
 
 from flows.evaluate import report_layout
 from flows.pipeline import PIPELINE
-from stages.configs import ExportConfig, export_configs
-from stages.inspect import build_report as build_page
-from stages.inspect import sample
+from stages.export.stage import ExportConfig, export_configs
 from stages.jsonable import finite
+from stages.report import sample
+from stages.report.stage import build_report as build_page
 from stages.score.stage import ScoreConfig, score
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

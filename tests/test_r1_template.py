@@ -17,9 +17,9 @@ from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, SamplingConfig
 from stages.engine.types import load_chat_template, resolve_chat_template
 from stages.engine.vllm_offline import VLLMEngine
-from stages.generate import Generate, GenerateConfig
+from stages.generate.stage import Generate, GenerateConfig
 from stages.label.stage import Label, LabelConfig
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.rollouts import RolloutConfig, rollout_values
 from stages.segment import step_prefix
 from stages.shards import read_table, shard_paths, write_table

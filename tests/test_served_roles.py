@@ -83,7 +83,7 @@ def test_served_chat_prompts_use_the_servers_template_and_generate_like_in_proce
 def test_generate_stage_through_the_server_writes_valid_traces(tmp_path, served_teacher):
     from test_generate import demo_problems, write_problems
 
-    from stages.generate import Generate, GenerateConfig
+    from stages.generate.stage import Generate, GenerateConfig
 
     _, http = served_teacher
     write_problems(tmp_path / "problems", demo_problems(4))

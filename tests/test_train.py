@@ -12,8 +12,7 @@ import pytest
 from datasets import load_dataset
 
 from schemas.pairs import pair_kinds
-from stages.train import TrainConfig, train
-from stages.train.trainer import RECORD, sft_example
+from stages.train.stage import RECORD, TrainConfig, sft_example, train
 
 pytestmark = pytest.mark.vllm
 

@@ -22,8 +22,8 @@ import pyarrow as pa
 from flows.bench.segmentation import bench_segmentation
 from schemas import PROBLEMS, arrow_schema
 from stages.engine import EngineConfig, SamplingConfig, build_engine
-from stages.generate import Generate, GenerateConfig, problem_seed
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.generate.stage import Generate, GenerateConfig, problem_seed
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.shards import write_table
 
 

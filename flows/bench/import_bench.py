@@ -47,7 +47,7 @@ def write_source(rows: list[dict], n: int, path: Path, group: int = 1000) -> Pat
 
 def child(source: str, out: str) -> dict:
     """One import in this process; its counts, wall and CPU seconds and peak RSS."""
-    from stages.traces_import import TraceSourceConfig, import_traces
+    from stages.import_.stage import TraceSourceConfig, import_traces
 
     cfg = TraceSourceConfig(
         preset="skythought", path=source, columns={"id": "idx"}, shard_size=1000, decontaminate={"enabled": False}

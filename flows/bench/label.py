@@ -22,14 +22,14 @@ from schemas.labels import KEPT
 from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.engine.step_layout import step_layout
-from stages.generate import Generate, GenerateConfig
+from stages.generate.stage import Generate, GenerateConfig
 from stages.label.consensus import ConsensusConfig, consensus, settled
 from stages.label.judge import JudgeConfig, JudgeLabeler
 from stages.label.prm import PRMLabeler, PRMLabelerConfig
 from stages.label.resolve import resolve_disputes
 from stages.label.rollouts import MonteCarloLabeler
 from stages.label.symbolic import SymbolicLabeler
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.rollouts import RolloutConfig
 from stages.score.metrics import auroc, expected_calibration_error
 from stages.shards import read_table, shard_paths, write_table

@@ -35,11 +35,11 @@ from flows.improve import ImproveRecipe, curate_overrides
 from schemas import SFT
 from stages.answers import split_thinking
 from stages.arithmetic.truth import problem_step_truth
-from stages.configs import sft_row
 from stages.eval_results import compare, leaderboard_markdown
+from stages.export.stage import sft_row
 from stages.publish.stage import PublishConfig, publish
 from stages.shards import to_table
-from stages.train import TrainConfig, train
+from stages.train.stage import TrainConfig, train
 
 
 class LoopBench(BaseModel):

@@ -19,8 +19,8 @@ import numpy as np
 
 from flows.bench import TINY_ENGINE
 from stages.engine import EngineConfig, SamplingConfig, build_engine
-from stages.generate import problem_seed
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.generate.stage import problem_seed
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.prune import Outcome, StrategyConfig, final_answer, run_strategy, vote
 from stages.prune.chunked import Partial, advance, sub_seed
 from stages.prune.confidence import lowest_group_confidence, token_confidence

@@ -4,9 +4,9 @@ Reliability tests and the load benchmark need real-shaped traces by the hundred 
 model would make them slow and a hand-built table would skip the code that matters. So the
 bundled arithmetic generator writes the thinking (steps, self-corrections, carried-forward
 slips, exactly as the tiny reasoner was trained on), a digit-level tokenizer stands in for the
-model's, and the traces go through the generate stage's own `build_trace` (thinking/answer
-split, segmentation, answer extraction, step confidence). Everything is seeded: the same
-arguments always write the same rows.
+model's, and the traces go through the generate stage's trace builder
+(`stages.trace_rows.build_trace`: thinking/answer split, segmentation, answer extraction, step
+confidence). Everything is seeded: the same arguments always write the same rows.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from stages.arithmetic.problems import (
 from stages.arithmetic.trees import Split
 from stages.arithmetic.truth import parse_expression
 from stages.engine.types import Sample, SamplingConfig
-from stages.generate import GenerateConfig, build_trace
-from stages.problems.sources import arithmetic_problems
+from stages.problems.stage import arithmetic_problems
+from stages.segment import SegmentConfig
 from stages.shards import batched, to_table, write_table
+from stages.trace_rows import build_trace
 
 MODEL = "synthetic:arithmetic"
 _TOKEN = re.compile(r"\d|[A-Za-z]+|\s+|<[^<>\s]{1,8}>|.", re.DOTALL)  # digit-level, like the tiny reasoner's
@@ -55,7 +56,7 @@ def _sample(text: str, rng: np.random.Generator, slip_from: int | None) -> Sampl
     return Sample(text, list(range(n)), "stop", logprobs.tolist(), entropies.tolist(), offsets)
 
 
-def problem_traces(problem: dict, per_problem: int, seed: int, cfg: GenerateConfig) -> list[dict]:
+def problem_traces(problem: dict, per_problem: int, seed: int, segmentation: SegmentConfig) -> list[dict]:
     """`per_problem` traces of one problem; about half carry an uncorrected slip."""
     expression = problem["problem"].removeprefix("What is ").removesuffix("?")
     tree = parse_expression(expression)
@@ -72,14 +73,14 @@ def problem_traces(problem: dict, per_problem: int, seed: int, cfg: GenerateConf
         text = render_completion(paragraphs, answer).removeprefix(THINK_OPEN)
         slip_from = None if slip_at is None else text.find(" = ", 0)  # a coarse marker is enough
         sample = _sample(text, nprng, slip_from)
-        rows.append(build_trace(problem, i, sample, MODEL, sampling_json, problem["problem"] + "<think>", cfg))
+        rows.append(build_trace(problem, i, sample, MODEL, sampling_json, problem["problem"] + "<think>", segmentation))
     return rows
 
 
 def synthetic_traces(problems: list[dict], per_problem: int = 8, seed: int = 0) -> Iterator[dict]:
-    cfg = GenerateConfig(store_logprobs=False)
+    segmentation = SegmentConfig()
     for problem in problems:
-        yield from problem_traces(problem, per_problem, seed, cfg)
+        yield from problem_traces(problem, per_problem, seed, segmentation)
 
 
 def write_synthetic_run(

@@ -14,7 +14,7 @@ from stages.answers import extract_answer, split_thinking
 from stages.arithmetic.problems import ArithmeticProblem, generate, solution_steps, trace_paragraphs
 from stages.arithmetic.truth import first_error, step_truth
 from stages.engine import Engine, SamplingConfig
-from stages.generate import problem_seed
+from stages.generate.stage import problem_seed
 from stages.label.judge_format import judge_prompt, parse_verdict
 
 

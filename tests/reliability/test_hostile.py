@@ -12,7 +12,7 @@ import time
 import pytest
 
 from infra.reliability.hostile import BOUNDS_S, MB, hostile_problems, hostile_traces, run_hostile
-from stages.generate import check_problem
+from stages.trace_rows import check_problem
 from stages.verification import isolated
 from stages.verification.verify import verify_answer
 

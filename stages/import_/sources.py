@@ -13,11 +13,14 @@ import json
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
-from stages.traces_import.config import TraceSourceConfig
-from stages.traces_import.presets import Preset, resolve_columns
+from stages.import_.presets import Preset, resolve_columns
+
+if TYPE_CHECKING:  # the section's type only: the stage that holds it imports this module
+    from stages.import_.stage import TraceSourceConfig
 
 BATCH_ROWS = 256  # Parquet rows decoded at a time
 

@@ -17,16 +17,60 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from loguru import logger
+from pydantic import Field, model_validator
 
 from schemas import PROBLEMS, REJECTS, TRACES
-from stages.base import StageContext
-from stages.decontaminate import remember
-from stages.problems.shards import reject_counts
+from stages.accounting import reject_counts
+from stages.base import StageConfig, StageContext
+from stages.decontaminate import DecontaminationConfig, remember
+from stages.import_.presets import resolve_columns
+from stages.import_.rows import RowImporter
+from stages.import_.sources import read_rows
+from stages.segment import SegmentConfig
 from stages.shards import batched, rejects_dir, row_count, shard_paths, to_table, write_table
-from stages.traces_import.config import TraceSourceConfig
-from stages.traces_import.presets import resolve_columns
-from stages.traces_import.rows import RowImporter
-from stages.traces_import.sources import read_rows
+
+
+class TraceSourceConfig(StageConfig):
+    """Existing traces: a Hub dataset by name (`dataset`, with `split`, `config_name`,
+    `revision`) or local files (`path`: Parquet or JSONL, a glob is fine), read through a
+    `preset` column mapping (`presets.py`) with `columns` overrides."""
+
+    preset: str | None = None
+    dataset: str | None = None  # a Hub dataset id, read by streaming
+    path: str | None = None  # local .parquet / .jsonl file(s); relative paths are from the working directory
+    split: str = "train"
+    config_name: str | None = None
+    revision: str | None = None
+    columns: dict[str, str | None] = {}  # logical column -> source column (dotted path), None: absent
+    limit: int | None = Field(None, ge=1)  # source rows read at most
+    shard_size: int = Field(1000, ge=1)  # source rows per output shard (all of a row's traces stay together)
+    model: str | None = None  # recorded in the traces' `model` column; default: the dataset or file name
+    # Rendered with the source's user text as the traces' `prompt`: what rollouts and next-step
+    # sampling continue from. The default is the raw text; set the model's chat template (e.g.
+    # "<|user|>{problem}<|assistant|>") when a stage will continue these traces with a model.
+    prompt_template: str = "{problem}"
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    # Imported problems overlapping an evaluation benchmark (or repeating an earlier problem's
+    # text under another id) are quarantined with all their traces (`stages/decontaminate.py`).
+    decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+
+    @model_validator(mode="after")
+    def _checked(self) -> TraceSourceConfig:
+        if self.dataset is not None and self.path is not None:
+            raise ValueError("import: give one of `dataset` (a Hub dataset id) or `path` (local files), not both")
+        resolve_columns(self.preset, self.columns)  # unknown preset or column: an error at load time
+        if "{problem}" not in self.prompt_template:
+            raise ValueError("import.prompt_template must hold {problem}")
+        return self
+
+    @property
+    def source_name(self) -> str:
+        return self.dataset or str(self.path)
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.dataset or Path(str(self.path)).stem
+
 
 PROBLEMS_FOLDER = "problems"  # beside the traces folder, as the generating pipeline lays a run out
 

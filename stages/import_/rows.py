@@ -1,10 +1,11 @@
 """One source row in, its problem and its `traces` rows (or quarantine rows) out.
 
-Traces go through the generate stage's own `build_trace` (split at the thinking tags, steps,
-answers), given a token-less `Sample`: steps' token spans are -1 and every confidence is null,
-since a source has no logprobs; token counts are null too (no tokenizer is loaded). A separate
-reasoning field is rendered inline (`<think>` + reasoning + `</think>` + content), so every later
-stage reads the thinking inside the completion, as it does for generated traces.
+Traces go through the trace builder the generate stage uses (`stages.trace_rows.build_trace`:
+split at the thinking tags, steps, answers), given a token-less `Sample`: steps' token spans are
+-1 and every confidence is null, since a source has no logprobs; token counts are null too (no
+tokenizer is loaded). A separate reasoning field is rendered inline (`<think>` + reasoning +
+`</think>` + content), so every later stage reads the thinking inside the completion, as it does
+for generated traces.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.problems import problem_id_for
 from stages.answers import THINK_TAGS, extract_answer
 from stages.base import reject
 from stages.decontaminate import decontaminate
 from stages.engine import Sample
-from stages.generate import GenerateConfig, build_trace, check_problem, trace_id
-from stages.traces_import.config import TraceSourceConfig
-from stages.traces_import.presets import Preset
+from stages.import_.presets import Preset
+from stages.trace_rows import build_trace, check_problem, trace_id
+
+if TYPE_CHECKING:  # the section's type only: the stage that holds it imports this module
+    from stages.import_.stage import TraceSourceConfig
 
 STAGE = "import"
 USER, ASSISTANT = ("user", "human"), ("assistant", "gpt")
@@ -125,7 +128,6 @@ class RowImporter:
 
     def __init__(self, cfg: TraceSourceConfig, columns: dict[str, str | None], preset: Preset | None) -> None:
         self.cfg, self.columns, self.preset = cfg, columns, preset
-        self.gen_cfg = GenerateConfig(segment=cfg.segment)  # build_trace reads its segment settings
         self.model = cfg.model_name
         where = {"imported_from": cfg.source_name, "preset": cfg.preset, "split": cfg.split}
         self.sampling = json.dumps(where | {"config": cfg.config_name, "revision": cfg.revision}, sort_keys=True)
@@ -191,7 +193,7 @@ class RowImporter:
                 continue
             finish = finishes[i] if i < len(finishes) and isinstance(finishes[i], str) else inferred_finish(completion)
             sample = Sample(text=completion, token_ids=[], finish_reason=finish)
-            trace = build_trace(problem, i, sample, self.model, self.sampling, prompt, self.gen_cfg)
+            trace = build_trace(problem, i, sample, self.model, self.sampling, prompt, self.cfg.segment)
             trace["trace_id"] = tid
             trace["thinking_tokens"] = trace["answer_tokens"] = None  # no tokenizer: unknown, not 0
             self.trace_ids.add(tid)

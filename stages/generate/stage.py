@@ -4,7 +4,8 @@ The GPU hours go here, so the stage wastes none: problems are batched into one e
 chunk (vLLM's continuous batching and prefix caching do the rest), each problem's samples are
 seeded from the problem id (a resumed run regenerates exactly the same traces), and a chunk's
 output is written before the next starts. Bad problems are refused with a reason code instead
-of failing the batch. How the `n` samples are spent is the `strategy` section (`stages.prune`):
+of failing the batch; each sample becomes a `traces` row as an imported trace does
+(`stages/trace_rows.py`). How the `n` samples are spent is the `strategy` section (`stages.prune`):
 plain sampling, or a confidence-pruned strategy whose pruned traces go to the rejects with a
 `pruned:<strategy>` reason and the tokens they cost (`tokens_generated` / `tokens_pruned` stats).
 """
@@ -13,17 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
-import numpy as np
 from pydantic import Field
 
 from schemas import PROBLEMS, TRACES
-from stages.answers import extract_answer, prompt_opening, split_thinking
 from stages.base import ModelStageConfig, ShardStage, reject
-from stages.engine import EngineUnavailable, Generation, Sample, SamplingConfig
+from stages.engine import EngineUnavailable, Generation, SamplingConfig
 from stages.prune import StrategyConfig, run_strategy
-from stages.segment import SegmentConfig, segment
+from stages.segment import SegmentConfig
+from stages.trace_rows import build_trace, check_problem
 
 
 class GenerateConfig(ModelStageConfig):
@@ -46,95 +45,8 @@ class GenerateConfig(ModelStageConfig):
         return json.dumps({**self.sampling.model_dump(), "strategy": self.strategy.model_dump()})
 
 
-def trace_id(problem_id: str, sample_index: int, model: str, sampling_json: str) -> str:
-    key = "\x00".join([problem_id, str(sample_index), model, sampling_json])
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
 def problem_seed(problem_id: str, seed: int | None) -> int:
     return int(hashlib.sha256(f"{seed}\x00{problem_id}".encode()).hexdigest()[:8], 16)
-
-
-# Chat-template control tokens (`<|im_end|>`, `<|eos|>`, `<|user|>`): a tokenizer turns them into
-# special tokens even inside user text, so a problem holding one could end its own turn and forge
-# the model's; no problem needs them.
-CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>")
-
-
-def check_problem(row: dict) -> tuple[str, str] | None:
-    """(reason, detail) when a problem cannot be generated for, else None."""
-    text, answer = row.get("problem"), row.get("answer")
-    if text is None or not str(text).strip():
-        return "empty_problem", "the problem text is empty"
-    if answer is None or not str(answer).strip():
-        return "missing_answer", "no gold answer to verify traces against"
-    try:
-        str(text).encode("utf-8")
-    except UnicodeEncodeError:
-        return "invalid_utf8", "the problem text holds lone surrogates (undecodable bytes)"
-    if "\ufffd" in str(text):
-        return "invalid_utf8", "the problem text holds U+FFFD replacement characters (undecodable bytes)"
-    if m := CONTROL_TOKEN.search(str(text)):
-        return "control_tokens", f"the problem text holds the chat-template control token {m.group(0)!r}"
-    return None
-
-
-def answer_span_confidence(
-    text: str, answer_start: int, answer: str | None, offsets: np.ndarray, logprobs: list[float]
-) -> float | None:
-    """Mean logprob of the tokens that spell the final answer (RLSF's answer-span confidence):
-    the last occurrence of `answer` after `answer_start` in the completion."""
-    if not answer or not len(offsets) or len(logprobs) != len(offsets):
-        return None
-    pos = text.rfind(answer, answer_start)
-    if pos == -1:
-        return None
-    lo = max(int(np.searchsorted(offsets, pos, side="right")) - 1, 0)
-    hi = int(np.searchsorted(offsets, pos + len(answer), side="left"))
-    return float(np.mean(logprobs[lo : max(hi, lo + 1)]))
-
-
-def build_trace(
-    problem: dict, index: int, sample: Sample, model: str, sampling_json: str, prompt: str, cfg: GenerateConfig
-) -> dict:
-    """One `traces` row: split, answers, steps with confidence from the step's own tokens."""
-    parts = split_thinking(sample.text, sample.reasoning, prompt_opened=bool(prompt_opening(prompt)))
-    offsets = np.asarray(sample.offsets, dtype=np.int64)
-    think_end = parts.thinking_start + len(parts.thinking)
-    if sample.reasoning is None and len(offsets):
-        t0, t1 = np.searchsorted(offsets, [parts.thinking_start, think_end])
-        thinking_tokens, answer_tokens = int(t1 - t0), int(len(offsets) - t1)
-        steps = segment(parts.thinking, parts.thinking_start, offsets, sample.logprobs, sample.entropies, cfg.segment)
-    else:  # a server's separate reasoning field: no token alignment for the thinking
-        thinking_tokens, answer_tokens = 0, len(sample.logprobs)
-        steps = segment(parts.thinking, 0, [], [], [], cfg.segment)
-    keep = cfg.store_logprobs
-    final = extract_answer(parts.answer) if parts.closed else None
-    answer_start = parts.thinking_start + len(parts.thinking) if sample.reasoning is None else 0
-    return {
-        "trace_id": trace_id(problem["problem_id"], index, model, sampling_json),
-        "problem_id": problem["problem_id"],
-        "sample_index": index,
-        "model": model,
-        "sampling": sampling_json,
-        "problem": problem["problem"],
-        "gold_answer": problem["answer"],
-        "prompt": prompt,
-        "completion": sample.text,
-        "thinking": parts.thinking,
-        "thinking_start": parts.thinking_start,
-        "answer_text": parts.answer,
-        "finish_reason": sample.finish_reason,
-        "thinking_tokens": thinking_tokens,
-        "answer_tokens": answer_tokens,
-        "final_answer": final,
-        "answer_confidence": answer_span_confidence(sample.text, answer_start, final, offsets, sample.logprobs),
-        "thinking_answer": extract_answer(parts.thinking),
-        "steps": steps,
-        "token_logprobs": list(sample.logprobs) if keep else [],
-        "token_entropies": list(sample.entropies) if keep else [],
-        "token_offsets": list(sample.offsets) if keep else [],
-    }
 
 
 class Generate(ShardStage):
@@ -193,7 +105,7 @@ class Generate(ShardStage):
         outcomes = (
             run_strategy(strategy, self._generate, prompts, seeds, self.cfg.sampling, engine.name) if todo else []
         )
-        traces = []
+        traces, as_row = [], (self.cfg.segment, self.cfg.store_logprobs)
         for row, prompt, out in zip(todo, prompts, outcomes):
             self.stat_update("tokens_generated", value=out.tokens_generated)
             if strategy.kind != "sample":
@@ -202,5 +114,5 @@ class Generate(ShardStage):
                 detail = f"{p.detail}; {p.tokens} tokens" if p.reason.startswith("pruned:") else p.detail
                 payload = row | {"sample_index": p.index, "tokens": p.tokens, "completion": p.sample and p.sample.text}
                 rejects.append(reject(row["problem_id"], self.name, p.reason, detail, payload))
-            traces += [build_trace(row, i, s, engine.name, sampling_json, prompt, self.cfg) for i, s in out.kept]
+            traces += [build_trace(row, i, s, engine.name, sampling_json, prompt, *as_row) for i, s in out.kept]
         return traces, rejects

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from stages.base import StageConfig, StageContext
 from stages.eval_results import side_by_side
-from stages.inspect.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
-from stages.inspect.sources import locate, scan_frontier, scan_pairs, scan_traces, with_frontier
-from stages.inspect.stats import CONFIDENT, FILTERS, overview
 from stages.jsonable import finite
+from stages.report.sample import MAX_PAIRS, STEP_CHARS, TRACE_CHARS, payload, select
+from stages.report.sources import locate, scan_frontier, scan_pairs, scan_traces, with_frontier
+from stages.report.stats import CONFIDENT, FILTERS, overview
 
 ASSETS = Path(__file__).parent
 # The page's script, in order: one script scope, so later modules use the earlier ones' names.

@@ -12,8 +12,8 @@ from __future__ import annotations
 import polars as pl
 
 from stages.funnel import funnel
-from stages.inspect import measures
-from stages.inspect.sources import Sources, scan_pairs
+from stages.report import measures
+from stages.report.sources import Sources, scan_pairs
 
 BINS = 10
 MAX_POSITION = 50  # first-error histogram: positions from this on share one bar

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from stages.inspect.marks import divergence, labeler_notes, labelers_run, step_marks
-from stages.inspect.stats import FILTERS, filter_exprs
+from stages.report.marks import divergence, labeler_notes, labelers_run, step_marks
+from stages.report.stats import FILTERS, filter_exprs
 
 STEP_CHARS = 1200  # text kept per step
 TRACE_CHARS = 5000  # step text kept per trace, in total

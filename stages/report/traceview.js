@@ -6,7 +6,7 @@ const View = (() => {
   const yes = (v, t, f) => (v == null ? chip("n/a") : v ? chip(t || "✓", "good") : chip(f || "✗", "bad"));
   const fe = (v) => (v == null ? "n/a" : v < 0 ? "none" : `step ${v}`);
 
-  /* Codes from `stages/inspect/marks.py`. */
+  /* Codes from `stages/report/marks.py`. */
   function verdict(name, code, t, extra) {
     const f = name === "consensus" ? t.first_error : t.labelers[name];
     const x = extra || "";
