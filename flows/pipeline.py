@@ -54,7 +54,7 @@ class Stage:
     @property
     def modules(self) -> tuple[str, ...]:
         """The modules whose code makes this stage's outputs (with what they import)."""
-        return (self.config.__module__, (self.step or self.run).__module__)
+        return (self.config.__module__, (self.step or self.run).__module__, *self.config.discovered_modules())
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import pytest
 from stages.engine import Generation, Sample, SamplingConfig
 from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus, settled
+from stages.label.labelers.mc import MonteCarloLabeler
 from stages.label.resolve import evidenced_first_error, resolve_disputes
-from stages.label.rollouts import MonteCarloLabeler
 from stages.pairs.step_pairs import NextStepConfig, next_step_pairs
 from stages.rollouts import RolloutConfig, first_step, rollout_correct, rollout_values
 from stages.segment import segment, step_prefix

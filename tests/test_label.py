@@ -11,7 +11,7 @@ from datasets import load_dataset
 from flows.pipeline import PIPELINE
 from schemas.labels import LABELED_TRACES
 from stages.arithmetic.repair import correction, self_correction
-from stages.label.rollouts import MonteCarloLabeler
+from stages.label.labelers.mc import MonteCarloLabeler
 from stages.rollouts import Rolled, RolloutConfig
 from stages.shards import read_table, shard_paths
 from stages.verification.verify import verify_answer

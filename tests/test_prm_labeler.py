@@ -18,7 +18,7 @@ from stages.arithmetic.problems import generate, solution_steps, trace_paragraph
 from stages.arithmetic.truth import first_error, step_truth
 from stages.engine import EngineConfig, build_engine, resolve_model
 from stages.engine.step_layout import step_layout
-from stages.label.prm import PRMLabeler, PRMLabelerConfig
+from stages.label.labelers.prm import PRMLabeler, PRMLabelerConfig
 from stages.score.metrics import auroc
 
 PRM = EngineConfig(model="tiny:prm", backend="transformers", runner="pooling")

@@ -230,7 +230,7 @@ def test_each_strategy_on_real_vllm_gives_whole_traces_and_accounts_for_every_to
 
 @pytest.mark.vllm
 def test_pruned_rollouts_label_traces_with_their_own_token_count(teacher_engine):
-    from stages.label.rollouts import MonteCarloLabeler
+    from stages.label.labelers.mc import MonteCarloLabeler
     from stages.rollouts import RolloutConfig
 
     rows = list(load_problems(ProblemSourceConfig(split="eval", limit=3)))

@@ -24,11 +24,11 @@ from stages.engine import EngineConfig, SamplingConfig, build_engine
 from stages.engine.step_layout import step_layout
 from stages.generate.stage import Generate, GenerateConfig
 from stages.label.consensus import ConsensusConfig, consensus, settled
-from stages.label.judge import JudgeConfig, JudgeLabeler
-from stages.label.prm import PRMLabeler, PRMLabelerConfig
+from stages.label.labelers.judge import JudgeConfig, JudgeLabeler
+from stages.label.labelers.mc import MonteCarloLabeler
+from stages.label.labelers.prm import PRMLabeler, PRMLabelerConfig
+from stages.label.labelers.symbolic import SymbolicLabeler
 from stages.label.resolve import resolve_disputes
-from stages.label.rollouts import MonteCarloLabeler
-from stages.label.symbolic import SymbolicLabeler
 from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.rollouts import RolloutConfig
 from stages.score.metrics import auroc, expected_calibration_error

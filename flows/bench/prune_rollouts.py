@@ -14,7 +14,7 @@ from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, build_engine
-from stages.label.rollouts import MonteCarloLabeler
+from stages.label.labelers.mc import MonteCarloLabeler
 from stages.prune import StrategyConfig
 from stages.rollouts import RolloutConfig
 

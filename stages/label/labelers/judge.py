@@ -27,6 +27,7 @@ class JudgeConfig(BaseModel):
 class JudgeLabeler:
     name = "judge"
     uses = ("judge",)
+    section, config = "judge", JudgeConfig
 
     def __init__(self, engine: Engine, cfg: JudgeConfig) -> None:
         if cfg.template not in TEMPLATES:

@@ -24,6 +24,7 @@ class PRMLabelerConfig(BaseModel):
 class PRMLabeler:
     name = "prm"
     uses = ("prm",)
+    section, config = "prm", PRMLabelerConfig
 
     def __init__(self, engine: StepRewardEngine, cfg: PRMLabelerConfig) -> None:
         if not hasattr(engine, "step_rewards"):

@@ -17,6 +17,7 @@ class SymbolicLabeler:
 
     name = "symbolic"
     uses = ()
+    section, config = None, None  # nothing to configure
 
     @classmethod
     def from_config(cls, cfg, engine) -> SymbolicLabeler:

@@ -29,6 +29,7 @@ from stages.verification.verify import verify_answer
 class MonteCarloLabeler:
     name = "mc"
     uses = ("completer",)
+    section, config = "rollouts", RolloutConfig  # the label stage's dispute recheck reads it too
 
     def __init__(self, engine: Engine, cfg: RolloutConfig) -> None:
         self.engine, self.cfg = engine, cfg
