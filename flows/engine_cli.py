@@ -39,7 +39,8 @@ def serve(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from flows.recipe import load_recipe, parse_overrides
+    from flows.pipeline import load_recipe
+    from flows.recipe import parse_overrides
     from stages.engine.server import VLLMServer, standalone
 
     recipe = load_recipe(args.recipe, parse_overrides(args.set))

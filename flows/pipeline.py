@@ -152,6 +152,11 @@ def load_pipeline(ref: str = DEFAULT) -> Pipeline:
     return found
 
 
+def load_recipe(recipe: str | dict, overrides: dict[str, Any] | None = None, pipeline: str | None = None):
+    """A recipe of the pipeline `pipeline` (default: the project's, `PIPELINE`)."""
+    return load_pipeline(pipeline or DEFAULT).load(recipe, overrides)
+
+
 PIPELINE = Pipeline(
     (
         Stage("problems", ProblemSourceConfig, (), "problems", run=run_problems,

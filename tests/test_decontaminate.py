@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from flows.recipe import load_recipe
+from flows.pipeline import load_recipe
 from schemas import PROBLEMS, REJECTS
 from stages.arithmetic.space import split_texts
 from stages.base import StageContext

@@ -16,8 +16,7 @@ from conftest import DEMO_OVERRIDES
 from datasets import Value
 from pydantic import ValidationError
 
-from flows.pipeline import PIPELINE, Pipeline, Stage
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, Pipeline, Stage, load_recipe
 from schemas.labels import LABELED_STEP, LABELED_TRACES, LABELER_STEP_FIELDS
 from stages.engine import EngineConfig
 from stages.label import labelers, registry

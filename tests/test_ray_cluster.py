@@ -18,8 +18,7 @@ import psutil
 import pytest
 
 from flows.curate import run_stage
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from schemas import PROBLEMS, REJECTS, TRACES
 from stages.shards import read_table, rejects_dir, shard_paths
 from stages.trace_rows import trace_id

@@ -17,8 +17,7 @@ import pytest
 from conftest import DEMO_OVERRIDES, TINY  # tests/ is on sys.path (pytest rootdir conftest)
 
 from flows.curate import run_stage
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
 from stages.engine import EngineConfig, EngineUnavailable, SamplingConfig, build_engine

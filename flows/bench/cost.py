@@ -23,7 +23,7 @@ from pathlib import Path
 from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from flows.bench.rollout_requests import rollout_requests
-from flows.recipe import load_recipe
+from flows.pipeline import load_recipe
 from schemas.labels import KEPT
 from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, Generation, build_engine

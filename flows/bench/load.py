@@ -33,6 +33,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from flows.pipeline import PIPELINE
+from infra.reliability.synthetic import write_synthetic_run
+from stages.executor import ExecutorConfig, build_executor
+from stages.export.stage import ExportConfig
+from stages.label.stage import LabelConfig
+from stages.pairs.stage import PairsConfig
+from stages.publish.stage import PublishConfig
+from stages.shards import row_count, shard_paths
+
 MAX_RATIO = 1.3
 PER_PROBLEM = 32  # 1M traces need 31,250 of the 40,372 distinct train problems
 SHARD_PROBLEMS = 128  # 4,096 traces per shard, a label and pairs chunk each (their default chunk_size)
@@ -71,21 +80,11 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float | None]:
 
 def _run_step(step, root: Path, name: str) -> None:
     """A stage step under the flow's executor: local, one task, one worker (in this process)."""
-    from stages.executor import ExecutorConfig, build_executor
-
     build_executor([step], ExecutorConfig(tasks=1, workers=1), root / "logs" / name, f"load-{name}").run()
 
 
 def run_one(n_traces: int, workdir: Path) -> dict:
     """The whole load for `n_traces` traces under `workdir` (a fresh folder); per-stage seconds, rate and peak."""
-    from flows.pipeline import PIPELINE
-    from infra.reliability.synthetic import write_synthetic_run
-    from stages.export.stage import ExportConfig
-    from stages.label.stage import LabelConfig
-    from stages.pairs.stage import PairsConfig
-    from stages.publish.stage import PublishConfig
-    from stages.shards import row_count, shard_paths
-
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     configs = {

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from flows.bench import TINY_ENGINE
-from stages.engine import EngineConfig, SamplingConfig, build_engine
+from flows.bench.prune_rollouts import bench_rollouts, print_rollouts
+from stages.engine import EngineConfig, Generation, SamplingConfig, build_engine
 from stages.generate.stage import problem_seed
 from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.prune import Outcome, StrategyConfig, final_answer, run_strategy, vote
@@ -161,8 +162,6 @@ def boundary_cost(generate, prompts, seeds, repeats: int = 5, chunk_tokens: int 
 
 
 def _as_generations(prompts, outs: list[Outcome]):
-    from stages.engine import Generation
-
     return [Generation(p, [s for _, s in o.kept]) for p, o in zip(prompts, outs)]
 
 
@@ -187,8 +186,6 @@ def _print_arm(model: str, name: str, a: dict, plain: dict | None) -> None:
 
 
 def main(problems: int = 100, models: tuple[str, ...] = ("tiny:teacher", "tiny:student")) -> list[dict]:
-    from flows.bench.prune_rollouts import bench_rollouts, print_rollouts
-
     results = []
     for model in models:
         r = bench_model(model, problems, on_arm=_print_arm)

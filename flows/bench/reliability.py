@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flows.bench.load import report as load_report
+from flows.bench.load import run_load
 from flows.pipeline import PIPELINE
 from infra.reliability.engine_faults import engine_death, generate_resume
 from infra.reliability.experiments import (
@@ -28,7 +30,9 @@ from infra.reliability.experiments import (
     stage_resume,
 )
 from infra.reliability.faults import FaultRun
+from infra.reliability.hostile import run_hostile
 from infra.reliability.synthetic import write_synthetic_run
+from stages.engine import EngineConfig, build_engine
 
 LABEL = {"labelers": ["symbolic"], "fidelity": {"info_gain": False}, "chunk_size": 96}
 PAIRS = {"kinds": ["trace", "fidelity"], "chunk_size": 96}
@@ -54,9 +58,6 @@ def fault_runs(work: Path, traces: int, kills: int) -> tuple[list[FaultRun], dic
 
 
 def hostile(work: Path) -> dict:
-    from infra.reliability.hostile import run_hostile
-    from stages.engine import EngineConfig, build_engine
-
     engine = build_engine(EngineConfig(model="tiny:teacher", enforce_eager=True, block_size=32))
     try:
         return run_hostile(work / "hostile", engine)
@@ -80,8 +81,6 @@ def run(traces: int = 60_000, kills: int = 5, load_sizes: list[int] | None = Non
         "hostile": hostile(work),
     }
     if load_sizes:
-        from flows.bench.load import run_load
-
         result["load"] = run_load(load_sizes, work / "load")
     result["seconds"] = round(time.time() - start, 1)
     (work / "reliability.json").write_text(json.dumps(result, indent=2, default=str))
@@ -105,8 +104,6 @@ def report(r: dict) -> None:
         f"hostile inputs tried {h['hostile_inputs']}, hangs {h['hangs']} (must be 0)"
     )
     if "load" in r:
-        from flows.bench.load import report as load_report
-
         load_report(r["load"])
     print(f"took {r['seconds']} s; details in {r['json']}")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from flows.recipe import load_recipe
+from flows.pipeline import load_recipe
 from stages.label.labelers.mc import MonteCarloLabeler
 from stages.segment import step_prefix
 

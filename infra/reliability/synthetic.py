@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flows.pipeline import PIPELINE
 from schemas import PROBLEMS, TRACES
 from stages.arithmetic.problems import (
     THINK_OPEN,
@@ -89,8 +90,6 @@ def write_synthetic_run(
     """The problems and generate stages' shards of a run under `root` (where the pipeline spec puts
     them) for `n_traces` traces; every problem's traces in one shard, named as the generate stage
     names its chunks. Returns both path lists."""
-    from flows.pipeline import PIPELINE
-
     problems = synthetic_problems(-(-n_traces // per_problem), seed)
     problem_paths, trace_paths = [], []
     for i, block in enumerate(batched(problems, shard_problems)):

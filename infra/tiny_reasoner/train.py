@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from infra.tiny_reasoner.evaluate import judge_tasks
 from infra.tiny_reasoner.judge_data import drill_example, judge_example
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from stages.answers import extract_answer, split_thinking
@@ -147,8 +148,6 @@ def sampled_answers(model, tok, n: int = 160, seed: int = 1) -> dict:
 @torch.no_grad()
 def judge_accuracy(model, tok, n: int = 100) -> dict:
     """Greedy earliest-wrong-step exact match on held-out judge tasks, next to always -1."""
-    from infra.tiny_reasoner.evaluate import judge_tasks  # evaluate imports the engine layer
-
     model.eval()
     tasks = judge_tasks(n)
     prompts = [f"<|user|>{judge_prompt(p.text, steps, 'compact')}<|assistant|>" for p, steps, _ in tasks]

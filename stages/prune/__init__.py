@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.engine import SamplingConfig
+from stages.prune import cat, deepconf
 from stages.prune.chunked import GenerateFn
 from stages.prune.confidence import weighted_vote
 from stages.prune.outcome import Outcome, Pruned, final_answer
@@ -75,14 +76,10 @@ def run_strategy(
             outs.append(o)
         return outs
     if cfg.kind == "deepconf":
-        from stages.prune import deepconf
-
         return (deepconf.offline if cfg.mode == "offline" else deepconf.online)(cfg, generate, prompts, seeds, sampling)
     if cfg.kind == "cat":
-        from stages.prune import cat
-
         return cat.run(cfg, generate, prompts, seeds, sampling)
-    from stages.prune import think
+    from stages.prune import think  # it loads torch and transformers: only for think@n
 
     if model is None:
         raise ValueError("think_at_n needs the generating model's name (its weights give the ratio)")

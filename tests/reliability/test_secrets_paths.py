@@ -16,8 +16,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from infra.reliability.synthetic import write_synthetic_run
 from stages.dataset.hub import resolve_token
 from stages.label.stage import Label, LabelConfig
