@@ -15,8 +15,7 @@ from flows.run_cli import run as run_command
 
 
 def _problems(args: argparse.Namespace) -> int:
-    from stages.problems.shards import write_problem_shards
-    from stages.problems.sources import ProblemSourceConfig
+    from stages.problems.stage import ProblemSourceConfig, write_problem_shards
 
     given = {"shard_size": args.shard_size} if args.shard_size is not None else {}  # else the config's default
     cfg = ProblemSourceConfig(kind="arithmetic", split=args.split, limit=args.n, seed=args.seed, **given)
@@ -48,7 +47,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from stages.train import TrainConfig, train
+    from stages.train.stage import TrainConfig, train
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
     result = train(TrainConfig(**given), args.out)
@@ -99,7 +98,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from flows.pipeline import PIPELINE
-    from stages.inspect import build_report
+    from stages.report.stage import build_report
 
     source = Path(args.source)
     layout = PIPELINE.inputs_of("report", source)  # where a run folder keeps what the page shows

@@ -40,7 +40,8 @@ def serve(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from flows.recipe import load_recipe, parse_overrides
+    from flows.pipeline import load_recipe
+    from flows.recipe import parse_overrides
     from stages.engine.pool import POOL
 
     recipe = load_recipe(args.recipe, parse_overrides(args.set))

@@ -1,7 +1,7 @@
 """The `evaluate` Prefect flow: a model's thinking scored, not only its answers, for one or more models.
 
 Evaluation is a pipeline of its own made of the curate pipeline's stages (problems, generate,
-label; no copies) plus `score` (`stages/evaluate/stage.py`). Each model runs it under
+label; no copies) plus `score` (`stages/score/stage.py`). Each model runs it under
 `<out>/<model>/` as the `generator` role: a name that is one of the recipe's roles uses that
 role's engine config, any other name (`tiny:student`, a Hub id, a checkpoint path) the recipe's
 `generator` settings with that model. Stages resume as in `curate`. The leaderboard
@@ -24,11 +24,11 @@ from pydantic import BaseModel, Field
 from flows.curate import artifact_key, run_pipeline
 from flows.pipeline import PIPELINE, Pipeline, Stage
 from flows.recipe import RecipeBase
-from stages.evaluate.deep_thinking import DeepThinking, DeepThinkingConfig
-from stages.evaluate.results import compare, leaderboard_markdown, publish_results
-from stages.evaluate.stage import SCORES, SUMMARY, ScoreConfig, run_score
-from stages.inspect import build_report
+from stages.depth.stage import DeepThinking, DeepThinkingConfig
+from stages.eval_results import compare, leaderboard_markdown, publish_results
 from stages.publish.stage import PublishConfig
+from stages.report.stage import build_report
+from stages.score.stage import SCORES, SUMMARY, ScoreConfig, run_score
 from stages.secrets import scrub
 
 __all__ = ["EVALUATION", "compare", "evaluate", "for_model", "leaderboard_markdown", "load_summary", "slug"]

@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from stages.engine import resolve_model
+
 PACKAGES = ("flows", "stages", "schemas", "infra")  # the project's own top-level packages
 
 
@@ -31,8 +33,6 @@ def digest(*parts: Any) -> str:
 def weights_stamp(model: str) -> str | None:
     """(name, size, mtime) of a local checkpoint folder's weight files, hashed; None for a model
     named by Hub id. Content hashes would read every byte of a 7B checkpoint on every run."""
-    from stages.engine import resolve_model
-
     folder = Path(resolve_model(model))
     if not folder.is_dir():
         return None

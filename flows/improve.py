@@ -22,9 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.curate import curate
 from flows.evaluate import evaluate
 from flows.recipe import load_tree
-from stages.evaluate.results import HEADLINE, metric
-from stages.train import TrainConfig, train
-from stages.train.trainer import RECORD
+from stages.eval_results import HEADLINE, metric
+from stages.train.stage import RECORD, TrainConfig, train
 
 
 class ImproveRecipe(BaseModel):

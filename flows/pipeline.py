@@ -7,7 +7,8 @@ function run in the flow's process. The stage's section says which model roles i
 (`roles_used`). The `curate` flow, the recipe type, fingerprints, the reliability harness, the
 benches and the inspector all read it; folder names live only here.
 
-Adding a stage is one module (its config, and its step or function) plus one entry below.
+Adding a stage is one package, `stages/<name>/` with its config and its step or function in
+`stage.py`, plus one entry below; so the table reads as a map of the folders.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ from pydantic import BaseModel, Field, create_model
 from flows.fingerprints import code_hash, digest, weights_stamp
 from flows.recipe import RecipeBase, load_tree
 from stages.base import ShardStage, StageConfig, StageContext
-from stages.configs import ExportConfig, run_export
-from stages.frontier import Frontier, FrontierConfig
-from stages.generate import Generate, GenerateConfig
-from stages.inspect import ReportConfig, run_report
+from stages.export.stage import ExportConfig, run_export
+from stages.frontier.stage import Frontier, FrontierConfig
+from stages.generate.stage import Generate, GenerateConfig
+from stages.import_.stage import TraceSourceConfig, run_import
 from stages.label.stage import Label, LabelConfig
 from stages.pairs.stage import Pairs, PairsConfig
-from stages.problems.shards import run_problems
-from stages.problems.sources import ProblemSourceConfig
+from stages.problems.stage import ProblemSourceConfig, run_problems
 from stages.publish.stage import PublishConfig, run_publish
-from stages.traces_import import TraceSourceConfig, run_import
+from stages.report.stage import ReportConfig, run_report
 
 DEFAULT = "flows.pipeline:PIPELINE"
 
@@ -54,7 +54,7 @@ class Stage:
     @property
     def modules(self) -> tuple[str, ...]:
         """The modules whose code makes this stage's outputs (with what they import)."""
-        return (self.config.__module__, (self.step or self.run).__module__)
+        return (self.config.__module__, (self.step or self.run).__module__, *self.config.discovered_modules())
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,11 @@ def load_pipeline(ref: str = DEFAULT) -> Pipeline:
     if not isinstance(found, Pipeline):
         raise ValueError(f"{ref!r} is not a Pipeline")
     return found
+
+
+def load_recipe(recipe: str | dict, overrides: dict[str, Any] | None = None, pipeline: str | None = None):
+    """A recipe of the pipeline `pipeline` (default: the project's, `PIPELINE`)."""
+    return load_pipeline(pipeline or DEFAULT).load(recipe, overrides)
 
 
 PIPELINE = Pipeline(

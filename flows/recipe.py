@@ -6,7 +6,8 @@ default the role named like the purpose: `label.roles.judge` is `judge`). A role
 `models:` lacks is an error naming it: there is no default model. Every section is a pydantic
 model that forbids unknown keys, so a typo in a recipe, a `--set` override or a deployment
 parameter is an error, never silently ignored. The recipe type itself has one section per stage
-of the pipeline (`flows/pipeline.py`, `Pipeline.recipe_model`).
+of the pipeline (`flows/pipeline.py`, `Pipeline.recipe_model`), which loads a pipeline's recipes
+(`load_recipe`).
 """
 
 from __future__ import annotations
@@ -97,10 +98,3 @@ def load_tree(recipe: str | dict, overrides: dict[str, Any] | None = None) -> di
     for key, value in (overrides or {}).items():
         _set(tree, key, value)
     return tree
-
-
-def load_recipe(recipe: str | dict, overrides: dict[str, Any] | None = None, pipeline: str | None = None):
-    """A recipe of the pipeline `pipeline` (default: the project's, `flows/pipeline.py`)."""
-    from flows.pipeline import DEFAULT, load_pipeline
-
-    return load_pipeline(pipeline or DEFAULT).load(recipe, overrides)

@@ -137,8 +137,8 @@ def flow_output(what: str, out: Path, verbose: bool) -> Iterator[TextIO]:
 
 def run(args: argparse.Namespace) -> int:
     try:  # all of it the user's input: a recipe name or path, overrides, a pipeline
-        from flows.pipeline import load_pipeline
-        from flows.recipe import load_recipe, parse_overrides
+        from flows.pipeline import load_pipeline, load_recipe
+        from flows.recipe import parse_overrides
 
         names = list(load_pipeline(args.pipeline).names)
         recipe = load_recipe(args.recipe, parse_overrides(args.set), args.pipeline)

@@ -35,7 +35,8 @@ from datasets import Features, Value
 from schemas.traces import STEP, TRACES
 
 # Each step labeler's own step columns, under its registered name (`stages/label/registry.py`:
-# one file per labeler). Every labeler also gets the trace column `first_error_<name>`.
+# one file per labeler in `stages/label/labelers/`, listed here in registry order). Every labeler
+# also gets the trace column `first_error_<name>`.
 LABELER_STEP_FIELDS = {
     "symbolic": {"symbolic": Value("string")},
     "mc": {"mc_value": Value("float32"), "mc_label": Value("bool")},
@@ -43,6 +44,7 @@ LABELER_STEP_FIELDS = {
     "prm": {"prm_value": Value("float32"), "prm_label": Value("bool")},
 }
 LABELERS = tuple(LABELER_STEP_FIELDS)
+KEPT = ("agree", "resolved")  # the `consensus` statuses whose labels are trusted downstream
 
 STEP_LABELS = {
     **{k: v for fields in LABELER_STEP_FIELDS.values() for k, v in fields.items()},

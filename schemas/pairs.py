@@ -1,5 +1,7 @@
 """`pairs` (preference pairs with provenance) and `frontier` (the student's view of each trace)."""
 
+import json
+
 from datasets import Features, Value
 
 PAIRS = Features(
@@ -33,3 +35,9 @@ FRONTIER = Features(
         "drop_reason": Value("string"),  # "" when kept: pass_rate_too_low | pass_rate_too_high | ifd_too_high | ...
     }
 )
+
+
+def pair_kinds(row: dict) -> list[str]:
+    """Every kind that made a pair (a `pairs` or `dpo` row): its provenance's `kinds`, else its
+    `kind` (rows written before pairs were merged across kinds)."""
+    return json.loads(row["provenance"] or "{}").get("kinds") or [row["kind"]]

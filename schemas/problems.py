@@ -1,5 +1,7 @@
 """`problems`: what the generator is asked to solve, with its gold answer."""
 
+import hashlib
+
 from datasets import Features, Value
 
 PROBLEMS = Features(
@@ -12,3 +14,8 @@ PROBLEMS = Features(
         "meta": Value("string"),  # JSON object: source-specific extras (level, subject, expression)
     }
 )
+
+
+def problem_id_for(source: str, text: str) -> str:
+    """Stable id of a problem: the same text from the same source always gets the same id."""
+    return hashlib.sha256(f"{source}\x00{text}".encode()).hexdigest()[:16]

@@ -7,6 +7,8 @@ before its shard, whose existence marks the chunk done. Summing the files of the
 or is skipped on a re-run: a chunk killed before its shard was written has its file replaced when
 it is redone, so nothing counts twice, and a stats file without its shard counts for nothing.
 The folder moves with the outputs when they go stale (`flows.fingerprints.claim_outputs`).
+The stages that write their shards without a `ShardStage` (problems, import) count the rows they
+refused from their reject shards (`reject_counts`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from stages.shards import disk_full_is_clear, remove_leftover_temps, shard_paths
+from schemas import REJECTS
+from stages.shards import disk_full_is_clear, read_table, rejects_dir, remove_leftover_temps, shard_paths
 
 STATS_DIR = ".stats"  # hidden: every reader of a stage folder lists `*.parquet` only
 
@@ -69,3 +72,11 @@ def stage_totals(folder: Path | None) -> dict:
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
+
+
+def reject_counts(out: Path) -> dict[str, int]:
+    """`rejected_<reason>` counts of the rows refused while writing `out`, as stage stats name them."""
+    counts: Counter[str] = Counter()
+    for path in shard_paths(rejects_dir(out)):
+        counts.update(read_table(path, REJECTS).column("reason").to_pylist())
+    return {f"rejected_{reason}": n for reason, n in sorted(counts.items())}

@@ -71,6 +71,12 @@ class StageConfig(BaseModel):
         role's weights itself leaves it out, so the flow closes the engines that would crowd it."""
         return self.roles_used()
 
+    @classmethod
+    def discovered_modules(cls) -> tuple[str, ...]:
+        """The modules the stage loads that no import statement names (a registry's plugins): its
+        fingerprint hashes their code too (`flows.pipeline.Stage.modules`)."""
+        return ()
+
 
 class ModelStageConfig(StageConfig):
     """The section of a stage that uses models: `PURPOSES` names what it can use them for."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from datatrove.utils.text import PUNCTUATION_SET, TextNormConfig, ngrams, simplify_text
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stages.arithmetic.space import split_texts
 from stages.base import reject
 
 CONTAMINATED = "contaminated:"  # reason prefix; the benchmark's name follows
@@ -141,9 +142,7 @@ def benchmark_texts(bench: BenchmarkConfig) -> tuple[str, ...]:
     problem it can hold), a local file, else `datasets.load_dataset` by name (its cache makes a
     later process's load local)."""
     if bench.dataset == ARITHMETIC:
-        from stages.problems.sources import arithmetic_texts
-
-        return tuple(arithmetic_texts(bench.split))  # type: ignore[arg-type]
+        return tuple(split_texts(bench.split))  # type: ignore[arg-type]
     path = Path(bench.dataset)
     if path.suffix in (".parquet", ".jsonl", ".json") and path.is_file():
         values = _local_column(path, bench.column)

@@ -13,6 +13,8 @@ from datatrove.executor.ray import RayPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.engine import EngineConfig
+
 
 class ExecutorConfig(BaseModel):
     """`local` runs ranks in worker processes here; `slurm` and `ray` scale the same pipeline
@@ -144,8 +146,6 @@ def device_slots(pipeline: list[PipelineStep], cfg: ExecutorConfig, logging_dir:
 def stage_gpus(pipeline: list[PipelineStep]) -> int:
     """The largest tensor_parallel_size of the in-process vLLM engines the steps use (an HTTP
     engine's GPUs belong to its server, not to the worker)."""
-    from stages.engine import EngineConfig
-
     sizes = [
         config.tensor_parallel_size
         for step in pipeline

@@ -218,3 +218,10 @@ def segment(
         ent = _as_array(token_entropies, "f", np.float32)[t0:t1]
         conf[2] = (np.add.reduceat(ent, idx, dtype=np.float64) / counts).tolist()
     return _steps(thinking, char_bounds, tok_bounds, conf)
+
+
+def step_prefix(trace: dict, step: int) -> str:
+    """The prompt plus the completion up to the end of `step` (-1: up to the thinking's start)."""
+    start = max(trace["thinking_start"], 0)
+    end = start + (trace["steps"][step]["char_end"] if step >= 0 else 0)
+    return trace["prompt"] + trace["completion"][:end]

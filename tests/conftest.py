@@ -162,7 +162,7 @@ def demo_run():
     later tests read its stage outputs. Returns (output root, run.json, recipe)."""
     import json
 
-    from flows.recipe import load_recipe
+    from flows.pipeline import load_recipe
 
     bg = _background()
     bg.join(timeout=1800)

@@ -155,8 +155,8 @@ def test_a_rerun_and_a_killed_run_report_what_one_uninterrupted_run_does(
     from flows.pipeline import PIPELINE
     from stages import base
     from stages.funnel import markdown
-    from stages.generate import Generate
-    from stages.inspect.render import collect
+    from stages.generate.stage import Generate
+    from stages.report.stage import collect
 
     recipe = PIPELINE.load("demo", SMALL)
     once = run_all(tmp_path / "once", recipe)

@@ -2,10 +2,10 @@ import random
 
 import pytest
 
-from stages.problems import arithmetic
-from stages.problems.arithmetic import generate, trace_paragraphs
-from stages.problems.arithmetic_space import available, expressions, total
-from stages.problems.arithmetic_truth import first_error, parse_expression, step_truth
+from stages.arithmetic.problems import generate, solution_steps, trace_paragraphs
+from stages.arithmetic.space import available, expressions, total
+from stages.arithmetic.trees import split_of
+from stages.arithmetic.truth import first_error, parse_expression, step_truth
 
 
 def test_generation_is_deterministic_and_splits_are_disjoint():
@@ -14,7 +14,7 @@ def test_generation_is_deterministic_and_splits_are_disjoint():
     train = {p.text for p in generate("train", 3000, seed=0)}
     evals = {p.text for p in generate("eval", 300, seed=0)}
     assert not train & set(a) and not train & evals and not evals & set(a)
-    assert all(arithmetic.split_of(p.expression) == "demo" for p in generate("demo", 50))
+    assert all(split_of(p.expression) == "demo" for p in generate("demo", 50))
 
 
 def test_reference_traces_are_exactly_true_and_slips_are_found():
@@ -23,7 +23,7 @@ def test_reference_traces_are_exactly_true_and_slips_are_found():
         steps = trace_paragraphs(p, rng, p_check=0.3, p_fix=0.0)
         assert all(step_truth(p.tree, steps)), steps
         assert steps[-1] == f"So the answer is {p.answer}."
-        n_ops = len(arithmetic.solution_steps(p.tree))
+        n_ops = len(solution_steps(p.tree))
         slip = rng.randrange(n_ops)
         bad = trace_paragraphs(p, rng, p_check=0.0, p_fix=0.0, slip_at=slip)
         assert first_error(step_truth(p.tree, bad)) == slip
@@ -32,7 +32,7 @@ def test_reference_traces_are_exactly_true_and_slips_are_found():
 def test_step_truth_rejects_true_claims_that_are_not_steps_of_this_problem():
     p = next(generate("eval", 1, seed=5))
     assert step_truth(p.tree, ["2 + 2 = 4"]) == [False]
-    a, op, b, c = arithmetic.solution_steps(p.tree)[0]
+    a, op, b, c = solution_steps(p.tree)[0]
     assert step_truth(p.tree, [f"{a} {op} {b} = {c}", "Wait, let me check it again."]) == [True, True]
     assert step_truth(p.tree, [f"{a} {op} {b} = {c + 1}", f"Wait, {a} {op} {b} = {c}, not {c + 1}."]) == [False, True]
 

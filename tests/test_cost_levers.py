@@ -9,13 +9,13 @@ import json
 import pytest
 
 from stages.engine import Generation, Sample, SamplingConfig
-from stages.label.base import TraceLabel, step_prefix
+from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus, settled
+from stages.label.labelers.mc import MonteCarloLabeler
 from stages.label.resolve import evidenced_first_error, resolve_disputes
-from stages.label.rollout_sampling import first_step
-from stages.label.rollouts import MonteCarloLabeler, RolloutConfig, rollout_correct, rollout_values
 from stages.pairs.step_pairs import NextStepConfig, next_step_pairs
-from stages.segment import segment
+from stages.rollouts import RolloutConfig, first_step, rollout_correct, rollout_values
+from stages.segment import segment, step_prefix
 
 PROMPT = "<|user|>What is 3 * 2 - 3?<|assistant|>"
 THINKING = "\n3 * 2 = 6, now 6 - 3\n\n6 - 3 = 4\n\nSo the answer is 4.\n"

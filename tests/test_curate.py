@@ -6,8 +6,7 @@ import json
 
 from flows.curate import summary_markdown
 from flows.fingerprints import claim_outputs
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from stages.engine.types import offsets_from_pieces
 
 

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from flows.recipe import load_recipe
+from flows.pipeline import load_recipe
 from schemas import PROBLEMS, REJECTS
+from stages.arithmetic.space import split_texts
 from stages.base import StageContext
 from stages.decontaminate import (
     BenchmarkConfig,
@@ -23,8 +24,8 @@ from stages.decontaminate import (
     grams,
     normalise,
 )
-from stages.problems import shards as problem_shards
-from stages.problems.sources import ProblemSourceConfig, arithmetic_problems, arithmetic_texts
+from stages.problems import stage as problems_stage
+from stages.problems.stage import ProblemSourceConfig, arithmetic_problems, run_problems
 from stages.publish.card import decontamination_section
 from stages.shards import read_table, rejects_dir, shard_paths
 
@@ -157,10 +158,10 @@ def stage_rows() -> list[dict]:
 
 
 def run_stage(tmp_path, bench, folder: str, monkeypatch) -> tuple[StageContext, dict]:
-    monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: iter(stage_rows()))
+    monkeypatch.setattr(problems_stage, "load_problems", lambda cfg: iter(stage_rows()))
     cfg = ProblemSourceConfig(kind="hub", dataset="corpus", shard_size=4, decontaminate=bench)
     ctx = StageContext(tmp_path, cfg, {}, tmp_path / folder / "problems")
-    return ctx, problem_shards.run_problems(ctx)
+    return ctx, run_problems(ctx)
 
 
 def folder_rows(out) -> tuple[list, list]:
@@ -183,9 +184,9 @@ def test_problems_stage_drops_to_rejects_and_resumes_identically(tmp_path, bench
         if path.name != "problems-00000.parquet":
             path.unlink()
     (ctx2.output / ".complete").unlink()
-    assert problem_shards.run_problems(ctx2)["decontamination"] == expected
+    assert run_problems(ctx2)["decontamination"] == expected
     assert folder_rows(ctx2.output) == whole
-    again = problem_shards.run_problems(ctx2)
+    again = run_problems(ctx2)
     assert again["status"] == "complete, skipped" and again["decontamination"] == expected
 
 
@@ -196,13 +197,13 @@ def test_bundled_arithmetic_splits_are_disjoint_from_eval():
     cfg = load_recipe("demo").problems.decontamination()
     sizes = {}
     for split in ("demo", "train"):
-        texts = arithmetic_texts(split)
+        texts = split_texts(split)
         kept, rejects, stats = decontaminate(({"problem": t} for t in texts), cfg, "check")
         sizes[split] = len(texts)
         assert rejects == [] and stats["checked"] == len(texts)
-    assert sizes == {"demo": 5038, "train": 40372} and len(arithmetic_texts("eval")) == 4844
+    assert sizes == {"demo": 5038, "train": 40372} and len(split_texts("eval")) == 4844
     drawn = {r["problem"] for r in arithmetic_problems("demo", 48)}  # what the demo recipe writes
-    assert drawn <= set(arithmetic_texts("demo"))  # the enumeration renders texts as the generator does
+    assert drawn <= set(split_texts("demo"))  # the enumeration renders texts as the generator does
 
 
 def test_a_benchmark_loads_by_hub_name(tmp_path, fake_hub):

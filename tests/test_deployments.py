@@ -15,8 +15,7 @@ import pyarrow.parquet as pq
 from datasets import load_dataset
 from prefect_stack import PREFECT, ROOT, deployment_command, flow_run_processes, run_deployment
 
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 
 TINY_ENGINE = {"model": "tiny:teacher", "enforce_eager": True, "block_size": 32, "kv_cache_memory_bytes": 512 << 20}
 # The math recipe pointed at the tiny reasoner and bundled problems, key by key: what a user

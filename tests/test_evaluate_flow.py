@@ -13,7 +13,7 @@ from prefect_stack import run_deployment
 from flows.evaluate import EVALUATION, compare, for_model, leaderboard_markdown, load_summary, slug
 from flows.pipeline import PIPELINE
 from schemas import EVAL_SCORES
-from stages.evaluate.results import summary_rows
+from stages.eval_results import summary_rows
 
 SMALL = {"problems.limit": 8, "generate.sampling.n": 4, "generate.chunk_size": 4, "score.ks": [1, 4]}
 
@@ -92,8 +92,8 @@ def test_deployment_run_evaluate_demo_scores_two_models(prefect_stack, tmp_path)
 
 
 def test_depth_rows_with_and_without_the_model():
-    from stages.evaluate.deep_thinking import depth_row, load_model
-    from stages.evaluate.depth import DepthConfig
+    from stages.depth.stage import depth_row
+    from stages.logit_lens import DepthConfig, load_model
 
     trace = {"trace_id": "t", "problem_id": "p", "model": "tiny:student", "thinking_tokens": 3, "answer_tokens": 2,
              "prompt": "<|user|>What is 1 + 2?<|assistant|>", "completion": "<think>\n1 + 2 = 3\n</think>"}  # fmt: skip

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from stages.evaluate.depth import DepthConfig, deep_thinking_ratio, jensen_shannon, settling_layers
-from stages.evaluate.metrics import (
+from stages.logit_lens import DepthConfig, deep_thinking_ratio, jensen_shannon, settling_layers
+from stages.score.metrics import (
     auroc,
     bootstrap_interval,
     expected_calibration_error,

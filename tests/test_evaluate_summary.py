@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stages.evaluate.summary import summarize
+from stages.score.summary import summarize
 
 
 def trace(pid: str, i: int, answer: str | None, right: bool, thinking_right: bool, first_error: int | None, conf):

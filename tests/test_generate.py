@@ -10,8 +10,8 @@ from datasets import load_dataset
 from schemas import PROBLEMS, REJECTS, TRACES
 from stages.answers import extract_answer, split_thinking
 from stages.engine import EngineUnavailable, SamplingConfig
-from stages.generate import Generate, GenerateConfig
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.generate.stage import Generate, GenerateConfig
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.shards import read_table, shard_paths, write_table
 
 pytestmark = pytest.mark.vllm

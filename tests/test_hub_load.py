@@ -17,9 +17,8 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from test_publish import META, config_tables  # tests/ is on sys.path (pytest rootdir conftest)
 
 from schemas import CONFIGS
-from stages.publish import PublishConfig, publish
-from stages.train import TrainConfig, train
-from stages.train.trainer import RECORD, fingerprint
+from stages.publish.stage import PublishConfig, publish
+from stages.train.stage import RECORD, TrainConfig, fingerprint, train
 
 REPO = "org/reasoning"
 

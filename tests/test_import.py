@@ -22,18 +22,17 @@ from flows.pipeline import RELABEL
 from schemas import PROBLEMS, REJECTS, TRACES
 from schemas.labels import LABELED_TRACES
 from stages.base import StageContext
-from stages.configs import ExportConfig, run_export
-from stages.frontier import Frontier, FrontierConfig
-from stages.inspect import build_report
+from stages.export.stage import ExportConfig, run_export
+from stages.frontier.stage import Frontier, FrontierConfig
+from stages.import_.sources import MissingColumnError
+from stages.import_.stage import TraceSourceConfig, import_traces, run_import
 from stages.label.stage import Label, LabelConfig
-from stages.label.verify import verify_answer
 from stages.pairs.stage import Pairs, PairsConfig
-from stages.publish import PublishConfig
-from stages.publish.stage import run_publish
+from stages.publish.stage import PublishConfig, run_publish
+from stages.report.stage import build_report
 from stages.shards import read_table, rejects_dir, shard_paths, to_table
-from stages.traces_import import TraceSourceConfig, import_traces, run_import
-from stages.traces_import.sources import MissingColumnError
-from stages.train import TrainConfig, train
+from stages.train.stage import TrainConfig, train
+from stages.verification.verify import verify_answer
 
 SKY, PRM = "thinking_traces_sample.jsonl", "prm800k_sample.jsonl"
 OFF = {"enabled": False}  # no benchmark download in tests (the relabel recipe's own check is offline)

@@ -26,11 +26,11 @@ from websockets.sync.client import connect
 
 from flows.evaluate import report_layout
 from flows.pipeline import PIPELINE
-from stages.configs import ExportConfig, export_configs
-from stages.evaluate.stage import ScoreConfig, score
-from stages.inspect import build_report as build_page
-from stages.inspect import sample
+from stages.export.stage import ExportConfig, export_configs
 from stages.jsonable import finite
+from stages.report import sample
+from stages.report.stage import build_report as build_page
+from stages.score.stage import ScoreConfig, score
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"

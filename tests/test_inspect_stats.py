@@ -11,8 +11,8 @@ import pytest
 from synthetic_run import write_synthetic_run  # tests/ is on sys.path (pytest rootdir conftest)
 
 from flows.pipeline import PIPELINE
-from stages.inspect import marks, measures, stats
-from stages.inspect.sources import locate, scan_traces
+from stages.report import marks, measures, stats
+from stages.report.sources import locate, scan_traces
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ def test_drill_verdicts_say_whether_each_claim_is_right():
     import re
 
     from infra.tiny_reasoner.judge_data import drill_example
-    from stages.problems.arithmetic import apply, generate
+    from stages.arithmetic.problems import generate
+    from stages.arithmetic.trees import apply
 
     problems = list(generate("train", 200, seed=0))
     verdicts = []

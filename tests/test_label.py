@@ -10,10 +10,11 @@ from datasets import load_dataset
 
 from flows.pipeline import PIPELINE
 from schemas.labels import LABELED_TRACES
-from stages.label.repair import correction, self_correction
-from stages.label.rollouts import MonteCarloLabeler, Rolled, RolloutConfig
-from stages.label.verify import verify_answer
+from stages.arithmetic.repair import correction, self_correction
+from stages.label.labelers.mc import MonteCarloLabeler
+from stages.rollouts import Rolled, RolloutConfig
 from stages.shards import read_table, shard_paths
+from stages.verification.verify import verify_answer
 
 pytestmark = pytest.mark.vllm
 

@@ -8,8 +8,9 @@ from collections import Counter
 
 from labeled_rows import labeled_trace  # tests/ is on sys.path (pytest rootdir conftest)
 
-from stages.configs import dpo_row
-from stages.pairs.common import dedupe_and_cap, make_pair, pair_kinds
+from schemas.pairs import pair_kinds
+from stages.export.stage import dpo_row
+from stages.pairs.common import dedupe_and_cap, make_pair
 from stages.pairs.fidelity_pairs import fidelity_pairs
 from stages.pairs.trace_pairs import trace_pairs
 

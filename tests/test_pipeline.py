@@ -13,15 +13,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import DEMO_OVERRIDES
+from datasets import Value
 from pydantic import ValidationError
 
-from flows.pipeline import PIPELINE, Pipeline, Stage
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, Pipeline, Stage, load_recipe
 from schemas.labels import LABELED_STEP, LABELED_TRACES, LABELER_STEP_FIELDS
 from stages.engine import EngineConfig
+from stages.label import labelers, registry
+from stages.label.labelers.judge import JudgeConfig
+from stages.label.labelers.prm import PRMLabelerConfig
 from stages.label.registry import LABELERS
 from stages.label.stage import LabelConfig
 from stages.pairs.stage import PairsConfig
+from stages.rollouts import RolloutConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +96,50 @@ def test_labelers_come_from_the_registry():
         LabelConfig(labelers=["symbolic", "oracle"])
     with pytest.raises(ValidationError, match=r"label.consensus.sources: unknown labeler\(s\) \['human'\]"):
         LabelConfig(consensus={"sources": ["mc", "human"]})
+
+
+def test_each_labeler_brings_its_section_and_its_module_into_the_label_stage():
+    sections = {cls.section: cls.config for cls in LABELERS.values() if cls.section}
+    assert sections == {"rollouts": RolloutConfig, "judge": JudgeConfig, "prm": PRMLabelerConfig}
+    assert list(LabelConfig.model_fields)[:5] == ["roles", "labelers", "rollouts", "judge", "prm"]  # dumps keep it
+    assert LabelConfig(judge={"template": "compact"}).judge == JudgeConfig(template="compact")
+    assert LabelConfig().prm == PRMLabelerConfig() and LabelConfig.PURPOSES == ("completer", "judge", "prm")
+    # loaded by the registry, named by no import: the stage's fingerprint hashes them all the same
+    assert {cls.__module__ for cls in LABELERS.values()} <= set(PIPELINE["label"].modules)
+
+
+ORACLE = """
+from pydantic import BaseModel
+
+
+class OracleConfig(BaseModel):
+    strict: bool = True
+
+
+class OracleLabeler:
+    name, uses = "oracle", ("judge",)
+    section, config = "oracle", OracleConfig
+
+    @staticmethod
+    def step_fields(label, i):
+        return {"oracle_label": None}
+"""
+
+
+def test_a_new_labeler_is_one_file_and_one_line_of_step_columns(tmp_path, monkeypatch):
+    (tmp_path / "oracle.py").write_text(ORACLE)
+    monkeypatch.setattr(labelers, "__path__", [*labelers.__path__, str(tmp_path)])
+    try:
+        with pytest.raises(TypeError, match=r"labeler\(s\) \['oracle'\]: declare their step columns in schemas/"):
+            registry._discover()
+        monkeypatch.setitem(LABELER_STEP_FIELDS, "oracle", {"oracle_label": Value("bool")})  # the one line
+        monkeypatch.setattr(registry, "LABELERS", registry._discover())
+        assert list(registry.LABELERS) == ["symbolic", "mc", "judge", "prm", "oracle"]
+        assert registry.labeler_sections()["oracle"][0].__name__ == "OracleConfig"
+        assert registry.labeler_purposes() == ("completer", "judge", "prm")
+    finally:  # the module imported from tmp_path leaves with it
+        sys.modules.pop("stages.label.labelers.oracle", None)
+        vars(labelers).pop("oracle", None)
 
 
 def test_a_malformed_pipeline_is_refused():

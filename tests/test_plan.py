@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from flows.cli import main
-from flows.plan import DEMO_RATIOS, PlanError, load_ratios, model_size, plan
+from flows.placement import PlanError, model_size
+from flows.plan import DEMO_RATIOS, load_ratios, plan
 from stages.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]

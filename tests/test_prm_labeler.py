@@ -14,12 +14,12 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+from stages.arithmetic.problems import generate, solution_steps, trace_paragraphs
+from stages.arithmetic.truth import first_error, step_truth
 from stages.engine import EngineConfig, build_engine, resolve_model
 from stages.engine.step_layout import step_layout
-from stages.evaluate.metrics import auroc
-from stages.label.prm import PRMLabeler, PRMLabelerConfig
-from stages.problems.arithmetic import generate, solution_steps, trace_paragraphs
-from stages.problems.arithmetic_truth import first_error, step_truth
+from stages.label.labelers.prm import PRMLabeler, PRMLabelerConfig
+from stages.score.metrics import auroc
 
 PRM = EngineConfig(model="tiny:prm", backend="transformers", runner="pooling")
 ROOT = Path(__file__).resolve().parents[1]

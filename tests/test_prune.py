@@ -11,8 +11,8 @@ import pytest
 
 from schemas import PROBLEMS, REJECTS, TRACES
 from stages.engine import Generation, Sample, SamplingConfig
-from stages.generate import Generate, GenerateConfig, build_trace, problem_seed
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.generate.stage import Generate, GenerateConfig, problem_seed
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.prune import StrategyConfig, run_strategy, vote
 from stages.prune.chunked import concat
 from stages.prune.confidence import (
@@ -24,7 +24,9 @@ from stages.prune.confidence import (
     vote_weight,
     weighted_vote,
 )
+from stages.segment import SegmentConfig
 from stages.shards import read_table, shard_paths, write_table
+from stages.trace_rows import build_trace
 
 
 def test_window_statistics_match_a_hand_computed_example():
@@ -228,14 +230,15 @@ def test_each_strategy_on_real_vllm_gives_whole_traces_and_accounts_for_every_to
 
 @pytest.mark.vllm
 def test_pruned_rollouts_label_traces_with_their_own_token_count(teacher_engine):
-    from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
+    from stages.label.labelers.mc import MonteCarloLabeler
+    from stages.rollouts import RolloutConfig
 
     rows = list(load_problems(ProblemSourceConfig(split="eval", limit=3)))
     prompts = [teacher_engine.chat_prompt(r["problem"]) for r in rows]
     gens = teacher_engine.generate(prompts, SamplingConfig(n=1, max_tokens=300, logprobs=1, seed=3))
     traces = []
     for r, p, g in zip(rows, prompts, gens):
-        t = build_trace(r, 0, g.samples[0], teacher_engine.name, "{}", p, GenerateConfig())
+        t = build_trace(r, 0, g.samples[0], teacher_engine.name, "{}", p, SegmentConfig())
         if t["steps"]:
             traces.append(t)
     pruning = StrategyConfig(kind="deepconf", percentile=10, warmup=2, window=16, consensus=0.95)

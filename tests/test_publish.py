@@ -20,8 +20,9 @@ from fake_hub import FakeHub  # tests/ is on sys.path (pytest rootdir conftest)
 from huggingface_hub import DatasetCard
 
 from schemas import CONFIGS
-from stages.publish import PublishConfig, PublishError, publish
+from stages.dataset.hub import PublishError
 from stages.publish.figures import write_figures
+from stages.publish.stage import PublishConfig, publish
 from stages.shards import write_table
 
 META = {

@@ -26,12 +26,12 @@ from huggingface_hub import DatasetCard
 from flows.pipeline import PIPELINE
 from infra.reliability.synthetic import write_synthetic_run
 from schemas import CONFIGS, FRONTIER, LABELED_TRACES, PAIRS
-from stages.configs import ExportConfig, export, export_configs
+from stages.dataset.layout import arrow_nbytes, cut, row_nbytes
+from stages.export.stage import ExportConfig, export, export_configs
 from stages.label.stage import Label, LabelConfig
 from stages.pairs.stage import Pairs, PairsConfig
 from stages.publish.card import labels_section
 from stages.publish.figures import TraceStats, length_accuracy, reliability
-from stages.publish.layout import arrow_nbytes, cut, row_nbytes
 from stages.publish.stage import PublishConfig, publish, trace_stats
 from stages.shards import read_table, shard_paths, write_table
 
@@ -190,7 +190,7 @@ import json, sys
 from pathlib import Path
 from flows.bench.load import _hwm_mb, _reset_hwm
 from flows.pipeline import PIPELINE
-from stages.configs import ExportConfig
+from stages.export.stage import ExportConfig
 from stages.publish.stage import PublishConfig
 root = Path(sys.argv[1])
 _reset_hwm()

@@ -13,17 +13,17 @@ import pytest
 
 from schemas import LABELED_TRACES, PROBLEMS, TRACES
 from stages.answers import prompt_opening, split_thinking
+from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, SamplingConfig
 from stages.engine.types import load_chat_template, resolve_chat_template
 from stages.engine.vllm_offline import VLLMEngine
-from stages.generate import Generate, GenerateConfig
-from stages.label.base import step_prefix
-from stages.label.rollouts import RolloutConfig, rollout_values
+from stages.generate.stage import Generate, GenerateConfig
 from stages.label.stage import Label, LabelConfig
-from stages.label.verify import verify_answer
-from stages.problems.arithmetic_truth import first_error, problem_step_truth
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.problems.stage import ProblemSourceConfig, load_problems
+from stages.rollouts import RolloutConfig, rollout_values
+from stages.segment import step_prefix
 from stages.shards import read_table, shard_paths, write_table
+from stages.verification.verify import verify_answer
 
 pytestmark = pytest.mark.vllm
 

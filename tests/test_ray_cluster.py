@@ -18,11 +18,10 @@ import psutil
 import pytest
 
 from flows.curate import run_stage
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from schemas import PROBLEMS, REJECTS, TRACES
-from stages.generate import trace_id
 from stages.shards import read_table, rejects_dir, shard_paths
+from stages.trace_rows import trace_id
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pytestmark = pytest.mark.vllm

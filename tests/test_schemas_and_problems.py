@@ -5,9 +5,9 @@ import pyarrow as pa
 import pytest
 
 from schemas import PROBLEMS, REJECTS, TRACES, SchemaError, validate
-from stages.problems import shards as problem_shards
-from stages.problems.shards import reject_counts, write_problem_shards
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.accounting import reject_counts
+from stages.problems import stage as problems_stage
+from stages.problems.stage import ProblemSourceConfig, load_problems, run_problems, write_problem_shards
 from stages.shards import read_table
 
 
@@ -54,7 +54,7 @@ def test_a_problem_parquet_cannot_hold_is_refused_with_a_reason_and_the_rest_wri
     rows = list(load_problems(ProblemSourceConfig(split="demo", limit=5)))
     rows[1] = {**rows[1], "problem": "What is 2 \ud800+ 3?"}  # lone surrogate: not encodable as UTF-8
     rows[3] = {**rows[3], "answer": "\udcff"}
-    monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: iter(rows))
+    monkeypatch.setattr(problems_stage, "load_problems", lambda cfg: iter(rows))
     paths = write_problem_shards(ProblemSourceConfig(split="demo", limit=5, shard_size=4), tmp_path / "problems")
     written = [r for p in paths for r in read_table(p, PROBLEMS).to_pylist()]
     assert [r["problem_id"] for r in written] == [rows[i]["problem_id"] for i in (0, 2, 4)]
@@ -79,8 +79,8 @@ def test_problems_stage_resumes_missing_shards_then_skips_its_source(tmp_path, m
     for path in first[1:]:
         path.unlink()  # as if killed after the first shard
     kept = first[0].stat().st_mtime_ns
-    assert problem_shards.run_problems(ctx)["status"] == "ran"
+    assert run_problems(ctx)["status"] == "ran"
     assert [p.name for p in first] == sorted(p.name for p in ctx.output.glob("*.parquet"))
     assert first[0].stat().st_mtime_ns == kept  # the finished shard was not rewritten
-    monkeypatch.setattr(problem_shards, "load_problems", lambda cfg: pytest.fail("the source was read again"))
-    assert problem_shards.run_problems(ctx) == {"status": "complete, skipped", "shards": 3, "rows_out": 6}
+    monkeypatch.setattr(problems_stage, "load_problems", lambda cfg: pytest.fail("the source was read again"))
+    assert run_problems(ctx) == {"status": "complete, skipped", "shards": 3, "rows_out": 6}

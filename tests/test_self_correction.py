@@ -11,20 +11,20 @@ from labeled_rows import labeled_trace  # tests/ is on sys.path (pytest rootdir 
 from pydantic import ValidationError
 
 from flows.pipeline import PIPELINE
-from stages.label.base import labels_from_first_error
-from stages.label.consensus import ConsensusConfig
-from stages.label.fidelity import FidelityConfig
-from stages.label.repair import correction, repaired_labels, repairs, self_correction
-from stages.label.stage import Label, LabelConfig
-from stages.pairs.fidelity_pairs import fidelity_pairs, unfaithful_reason
-from stages.problems.arithmetic import generate, trace_paragraphs
-from stages.problems.arithmetic_truth import (
+from stages.arithmetic.problems import generate, trace_paragraphs
+from stages.arithmetic.repair import correction, repaired_labels, repairs, self_correction
+from stages.arithmetic.truth import (
     first_error,
     parse_expression,
     problem_step_truth,
     step_repairs,
     step_truth,
 )
+from stages.label.base import labels_from_first_error
+from stages.label.consensus import ConsensusConfig
+from stages.label.fidelity import FidelityConfig
+from stages.label.stage import Label, LabelConfig
+from stages.pairs.fidelity_pairs import fidelity_pairs, unfaithful_reason
 
 # What is 16 - 7 + 3?  (= 12)
 CAUGHT = ["16 - 7 = 8", "Wait, 16 - 7 = 9, not 8, now 9 + 3.", "9 + 3 = 12", "So the answer is 12."]

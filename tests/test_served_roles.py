@@ -17,8 +17,7 @@ import pytest
 from conftest import DEMO_OVERRIDES, TINY  # tests/ is on sys.path (pytest rootdir conftest)
 
 from flows.curate import run_stage
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
 from stages.engine import EngineConfig, EngineUnavailable, SamplingConfig
@@ -85,7 +84,7 @@ def test_served_chat_prompts_use_the_servers_template_and_generate_like_in_proce
 def test_generate_stage_through_the_server_writes_valid_traces(tmp_path, served_teacher):
     from test_generate import demo_problems, write_problems
 
-    from stages.generate import Generate, GenerateConfig
+    from stages.generate.stage import Generate, GenerateConfig
 
     _, http = served_teacher
     write_problems(tmp_path / "problems", demo_problems(4))

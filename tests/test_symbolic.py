@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.label.exact_arithmetic import Claim, check_claim
-from stages.label.symbolic import SymbolicLabeler, check_step, check_steps, find_claims, first_error
+from stages.arithmetic.claims import check_step, check_steps, find_claims, first_error
+from stages.arithmetic.exact import Claim, check_claim
+from stages.label.labelers.symbolic import SymbolicLabeler
 
 PRM800K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prm800k_sample.jsonl"
 

@@ -11,9 +11,8 @@ import sys
 import pytest
 from datasets import load_dataset
 
-from stages.pairs.common import pair_kinds
-from stages.train import TrainConfig, train
-from stages.train.trainer import RECORD, sft_example
+from schemas.pairs import pair_kinds
+from stages.train.stage import RECORD, TrainConfig, sft_example, train
 
 pytestmark = pytest.mark.vllm
 

@@ -23,13 +23,13 @@ from pathlib import Path
 from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
 from flows.bench.rollout_requests import rollout_requests
-from flows.recipe import load_recipe
+from flows.pipeline import load_recipe
+from schemas.labels import KEPT
+from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, Generation
 from stages.engine.pool import POOL
-from stages.label.consensus import KEPT
 from stages.label.stage import Label
 from stages.pairs.stage import Pairs
-from stages.problems.arithmetic_truth import first_error, problem_step_truth
 
 PROBLEMS, SAMPLES = 24, 8  # chosen before any run
 OFF = {  # every lever off: the demo recipe as it was before them (its next-step sampling settings too)

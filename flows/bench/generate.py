@@ -23,8 +23,8 @@ from flows.bench.segmentation import bench_segmentation
 from schemas import PROBLEMS, arrow_schema
 from stages.engine import EngineConfig, SamplingConfig
 from stages.engine.pool import POOL
-from stages.generate import Generate, GenerateConfig, problem_seed
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.generate.stage import Generate, GenerateConfig, problem_seed
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.shards import write_table
 
 

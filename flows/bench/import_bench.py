@@ -29,6 +29,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stages.import_.stage import TraceSourceConfig, import_traces
+
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "thinking_traces_sample.jsonl"
 COLUMNS = ("idx", "question", "gt", "code", "score")
 MAX_RSS_RATIO = 1.2
@@ -47,8 +49,6 @@ def write_source(rows: list[dict], n: int, path: Path, group: int = 1000) -> Pat
 
 def child(source: str, out: str) -> dict:
     """One import in this process; its counts, wall and CPU seconds and peak RSS."""
-    from stages.traces_import import TraceSourceConfig, import_traces
-
     cfg = TraceSourceConfig(
         preset="skythought", path=source, columns={"id": "idx"}, shard_size=1000, decontaminate={"enabled": False}
     )

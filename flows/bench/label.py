@@ -18,19 +18,21 @@ import numpy as np
 import pyarrow as pa
 
 from schemas import PROBLEMS, TRACES, arrow_schema
+from schemas.labels import KEPT
+from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig, SamplingConfig
 from stages.engine.pool import POOL
 from stages.engine.step_layout import step_layout
-from stages.evaluate.metrics import auroc, expected_calibration_error
-from stages.generate import Generate, GenerateConfig
-from stages.label.consensus import KEPT, ConsensusConfig, consensus, settled
-from stages.label.judge import JudgeConfig, JudgeLabeler
-from stages.label.prm import PRMLabeler, PRMLabelerConfig
+from stages.generate.stage import Generate, GenerateConfig
+from stages.label.consensus import ConsensusConfig, consensus, settled
+from stages.label.labelers.judge import JudgeConfig, JudgeLabeler
+from stages.label.labelers.mc import MonteCarloLabeler
+from stages.label.labelers.prm import PRMLabeler, PRMLabelerConfig
+from stages.label.labelers.symbolic import SymbolicLabeler
 from stages.label.resolve import resolve_disputes
-from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
-from stages.label.symbolic import SymbolicLabeler
-from stages.problems.arithmetic_truth import first_error, problem_step_truth
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.problems.stage import ProblemSourceConfig, load_problems
+from stages.rollouts import RolloutConfig
+from stages.score.metrics import auroc, expected_calibration_error
 from stages.shards import read_table, shard_paths, write_table
 
 

@@ -8,7 +8,7 @@ worker). Not `wait4`'s `ru_maxrss`: Linux keeps the pre-exec high-water mark, so
 from a large parent (the reliability bench holds a vLLM engine) reports the parent's RSS.
 
 Stages, as the flow runs them (datatrove local executor, one task, one worker, in-process):
-- segment: `infra.reliability.synthetic.write_synthetic_run` (the generate stage's `build_trace`:
+- segment: `infra.reliability.synthetic.write_synthetic_run` (`stages.trace_rows.build_trace`:
   thinking/answer split, segmentation, answer extraction, step confidence; no model), 32 traces
   per problem and 128 problems (4,096 traces) per shard at every size: the bundled arithmetic world
   has only 40,372 distinct train problems (2-3 operations), so 8 per problem stops at ~320k traces;
@@ -32,6 +32,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from flows.pipeline import PIPELINE
+from infra.reliability.synthetic import write_synthetic_run
+from stages.executor import ExecutorConfig, build_executor
+from stages.export.stage import ExportConfig
+from stages.label.stage import LabelConfig
+from stages.pairs.stage import PairsConfig
+from stages.publish.stage import PublishConfig
+from stages.shards import row_count, shard_paths
 
 MAX_RATIO = 1.3
 PER_PROBLEM = 32  # 1M traces need 31,250 of the 40,372 distinct train problems
@@ -71,21 +80,11 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float | None]:
 
 def _run_step(step, root: Path, name: str) -> None:
     """A stage step under the flow's executor: local, one task, one worker (in this process)."""
-    from stages.executor import ExecutorConfig, build_executor
-
     build_executor([step], ExecutorConfig(tasks=1, workers=1), root / "logs" / name, f"load-{name}").run()
 
 
 def run_one(n_traces: int, workdir: Path) -> dict:
     """The whole load for `n_traces` traces under `workdir` (a fresh folder); per-stage seconds, rate and peak."""
-    from flows.pipeline import PIPELINE
-    from infra.reliability.synthetic import write_synthetic_run
-    from stages.configs import ExportConfig
-    from stages.label.stage import LabelConfig
-    from stages.pairs.stage import PairsConfig
-    from stages.publish.stage import PublishConfig
-    from stages.shards import row_count, shard_paths
-
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     configs = {

@@ -34,12 +34,12 @@ from flows.evaluate import evaluate
 from flows.improve import ImproveRecipe, curate_overrides
 from schemas import SFT
 from stages.answers import split_thinking
-from stages.configs import sft_row
-from stages.evaluate.results import compare, leaderboard_markdown
-from stages.problems.arithmetic_truth import problem_step_truth
+from stages.arithmetic.truth import problem_step_truth
+from stages.eval_results import compare, leaderboard_markdown
+from stages.export.stage import sft_row
 from stages.publish.stage import PublishConfig, publish
 from stages.shards import to_table
-from stages.train import TrainConfig, train
+from stages.train.stage import TrainConfig, train
 
 
 class LoopBench(BaseModel):

@@ -18,14 +18,15 @@ import time
 import numpy as np
 
 from flows.bench import TINY_ENGINE
-from stages.engine import EngineConfig, SamplingConfig
+from flows.bench.prune_rollouts import bench_rollouts, print_rollouts
+from stages.engine import EngineConfig, Generation, SamplingConfig
 from stages.engine.pool import POOL
-from stages.evaluate.metrics import auroc, bootstrap_interval, bootstrap_pooled
-from stages.generate import problem_seed
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.generate.stage import problem_seed
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.prune import Outcome, StrategyConfig, final_answer, run_strategy, vote
 from stages.prune.chunked import Partial, advance, sub_seed
 from stages.prune.confidence import lowest_group_confidence, token_confidence
+from stages.score.metrics import auroc, bootstrap_interval, bootstrap_pooled
 
 CHOSEN = {"confidence": "chosen", "window": 16}
 SAMPLING = SamplingConfig(n=8, temperature=1.0, max_tokens=400, logprobs=5, seed=0)
@@ -162,8 +163,6 @@ def boundary_cost(generate, prompts, seeds, repeats: int = 5, chunk_tokens: int 
 
 
 def _as_generations(prompts, outs: list[Outcome]):
-    from stages.engine import Generation
-
     return [Generation(p, [s for _, s in o.kept]) for p, o in zip(prompts, outs)]
 
 
@@ -188,8 +187,6 @@ def _print_arm(model: str, name: str, a: dict, plain: dict | None) -> None:
 
 
 def main(problems: int = 100, models: tuple[str, ...] = ("tiny:teacher", "tiny:student")) -> list[dict]:
-    from flows.bench.prune_rollouts import bench_rollouts, print_rollouts
-
     results = []
     for model in models:
         r = bench_model(model, problems, on_arm=_print_arm)

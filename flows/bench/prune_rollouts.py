@@ -12,11 +12,12 @@ from pathlib import Path
 
 from flows.bench import TINY_ENGINE
 from flows.bench.label import processbench, sample_traces
+from stages.arithmetic.truth import first_error, problem_step_truth
 from stages.engine import EngineConfig
 from stages.engine.pool import POOL
-from stages.label.rollouts import MonteCarloLabeler, RolloutConfig
-from stages.problems.arithmetic_truth import first_error, problem_step_truth
+from stages.label.labelers.mc import MonteCarloLabeler
 from stages.prune import StrategyConfig
+from stages.rollouts import RolloutConfig
 
 ROLLOUT = {"strategy": "binary_search", "k": 4, "max_tokens": 300, "seed": 5}
 ARMS: dict[str, StrategyConfig] = {

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import CONFIGS, arrow_schema, validate
-from stages.publish.shards import write_config_shards
+from stages.dataset.shards import write_config_shards
 
 
 def _text_pool(rng: np.random.Generator, chars: int) -> str:

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flows.bench.load import report as load_report
+from flows.bench.load import run_load
 from flows.pipeline import PIPELINE
 from infra.reliability.engine_faults import engine_death, generate_resume
 from infra.reliability.experiments import (
@@ -28,7 +30,10 @@ from infra.reliability.experiments import (
     stage_resume,
 )
 from infra.reliability.faults import FaultRun
+from infra.reliability.hostile import run_hostile
 from infra.reliability.synthetic import write_synthetic_run
+from stages.engine import EngineConfig
+from stages.engine.pool import POOL
 
 LABEL = {"labelers": ["symbolic"], "fidelity": {"info_gain": False}, "chunk_size": 96}
 PAIRS = {"kinds": ["trace", "fidelity"], "chunk_size": 96}
@@ -54,10 +59,6 @@ def fault_runs(work: Path, traces: int, kills: int) -> tuple[list[FaultRun], dic
 
 
 def hostile(work: Path) -> dict:
-    from infra.reliability.hostile import run_hostile
-    from stages.engine import EngineConfig
-    from stages.engine.pool import POOL
-
     engine = POOL.open(EngineConfig(model="tiny:teacher", enforce_eager=True, block_size=32))
     try:
         return run_hostile(work / "hostile", engine)
@@ -81,8 +82,6 @@ def run(traces: int = 60_000, kills: int = 5, load_sizes: list[int] | None = Non
         "hostile": hostile(work),
     }
     if load_sizes:
-        from flows.bench.load import run_load
-
         result["load"] = run_load(load_sizes, work / "load")
     result["seconds"] = round(time.time() - start, 1)
     (work / "reliability.json").write_text(json.dumps(result, indent=2, default=str))
@@ -106,8 +105,6 @@ def report(r: dict) -> None:
         f"hostile inputs tried {h['hostile_inputs']}, hangs {h['hangs']} (must be 0)"
     )
     if "load" in r:
-        from flows.bench.load import report as load_report
-
         load_report(r["load"])
     print(f"took {r['seconds']} s; details in {r['json']}")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import random
 
-from flows.recipe import load_recipe
-from stages.label.base import step_prefix
-from stages.label.rollouts import MonteCarloLabeler
+from flows.pipeline import load_recipe
+from stages.label.labelers.mc import MonteCarloLabeler
+from stages.segment import step_prefix
 
 
 class Recording:

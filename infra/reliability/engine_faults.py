@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from infra.reliability.experiments import baseline, stage_resume
 from infra.reliability.faults import FaultRun, _files, _run, compare, output_rows, run_to_end, stage_command
 from schemas import PROBLEMS
-from stages.problems.sources import ProblemSourceConfig, load_problems
+from stages.problems.stage import ProblemSourceConfig, load_problems
 from stages.shards import shard_paths, to_table, write_table
 
 

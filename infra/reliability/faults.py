@@ -30,6 +30,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from flows.pipeline import PIPELINE
+from stages.engine import EngineConfig
+from stages.executor import ExecutorConfig, build_executor
+
 ID_COLUMNS = ("trace_id", "pair_id", "row_id")
 
 
@@ -205,10 +209,6 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 def _stage_main(args: argparse.Namespace) -> None:
-    from flows.pipeline import PIPELINE
-    from stages.engine import EngineConfig
-    from stages.executor import ExecutorConfig, build_executor
-
     spec = PIPELINE[args.name]
     cfg = spec.config.model_validate(json.loads(args.config))
     roles = {role: EngineConfig.model_validate(c) for role, c in json.loads(args.models).items()}
@@ -226,8 +226,6 @@ def _stage_main(args: argparse.Namespace) -> None:
 
 def _publish_main(args: argparse.Namespace) -> None:
     """Export then publish, as the flow runs them, over the run folder `--root`."""
-    from flows.pipeline import PIPELINE
-
     cfg, root = json.loads(args.config), Path(args.root)
     for name in ("export", "publish"):
         stage = PIPELINE[name]

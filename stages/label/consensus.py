@@ -5,7 +5,7 @@ first error (Monte-Carlo and judge, plus the symbolic checker on traces it appli
 Disagreement is kept and flagged, never silently resolved. But the disagreements are the hard
 cases a PRM most needs (on the demo, a third of the truly erroneous traces), so `resolve:
 evidence` decides them by evidence instead of opinion (`resolve.py`): status `resolved`, kept
-beside `agree` (`KEPT`).
+beside `agree` (`schemas.labels.KEPT`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from stages.arithmetic.repair import AfterRepair
 from stages.label.base import TraceLabel
-from stages.label.repair import AfterRepair
 
 
 class ConsensusConfig(BaseModel):
@@ -25,14 +25,11 @@ class ConsensusConfig(BaseModel):
     min_sources: int = 2  # fewer answering labelers than this: "insufficient"
     after_error: Literal["wrong", "drop"] = "wrong"  # steps after the first error: labeled wrong, or null
     # Self-corrected traces: steps from a slip's repair on are correct again, or keep `after_error`
-    # (`carry`); both readings are defensible, see `stages/label/repair.py`.
+    # (`carry`); both readings are defensible, see `stages/arithmetic/repair.py`.
     after_repair: AfterRepair = "correct"
     # disagreements: dropped (flagged `disagree`), or decided by the earliest evidenced error
     resolve: Literal["drop", "evidence"] = "drop"
     resolve_k: int = 4  # rollouts that recheck a disputed MC-0 step (stopping at the first hit)
-
-
-KEPT = ("agree", "resolved")  # the statuses whose labels are trusted downstream
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections import defaultdict
 from pydantic import BaseModel, ConfigDict
 
 from stages.engine import Engine
-from stages.label.base import step_prefix
-from stages.label.verify import verify_answer
+from stages.segment import step_prefix
+from stages.verification.verify import verify_answer
 
 
 class FidelityConfig(BaseModel):

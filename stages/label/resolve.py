@@ -13,9 +13,10 @@ upper bound on the true first error); a trace with no evidence left stays `disag
 from __future__ import annotations
 
 from stages.engine import Engine
-from stages.label.base import TraceLabel, step_prefix
-from stages.label.rollout_sampling import RolloutConfig, rollout_values
+from stages.label.base import TraceLabel
 from stages.prune import StrategyConfig
+from stages.rollouts import RolloutConfig, rollout_values
+from stages.segment import step_prefix
 
 
 def evidenced_first_error(verdicts: dict[str, TraceLabel], mc_confirmed: bool) -> int | None:

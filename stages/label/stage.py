@@ -1,6 +1,7 @@
 """Label: traces in, labeled traces out — every labeler, the consensus, and fidelity metrics.
 
-The labelers are the registered ones a recipe lists (`registry.py`); each gets its engines
+The labelers are the registered ones a recipe lists (`registry.py`, one file each in `labelers/`,
+each with its part of this stage's section); each gets its engines
 through the stage, which starts one per model purpose it uses (`completer` for rollouts and
 information gain, `judge` for the teacher judge). A chunk should hold whole problems (the
 generate stage writes all samples of a problem to one shard, and a label chunk defaults to a
@@ -11,38 +12,28 @@ from __future__ import annotations
 
 import json
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from schemas import TRACES
 from schemas.labels import LABELED_TRACES
+from stages.arithmetic.repair import correction
 from stages.base import ModelStageConfig, ShardStage, reject
 from stages.label.base import TraceLabel
 from stages.label.consensus import ConsensusConfig, consensus, settled
 from stages.label.fidelity import FidelityConfig, answer_fidelity, information_gain, overthinking
-from stages.label.judge import JudgeConfig
-from stages.label.prm import PRMLabelerConfig
-from stages.label.registry import LABELERS, known_labelers
-from stages.label.repair import correction
+from stages.label.registry import LABELERS, known_labelers, labeler_purposes, labeler_sections
 from stages.label.resolve import resolve_disputes
-from stages.label.rollouts import RolloutConfig
 
 
-class LabelConfig(ModelStageConfig):
-    PURPOSES = ("completer", "judge", "prm")  # completer: rollouts and information-gain scoring
+class LabelSettings(ModelStageConfig):
+    """The label section but its labelers' parts, which `LabelConfig` adds from the registry."""
+
+    # completer: rollouts, dispute rechecks and information-gain scoring; then every labeler's own
+    PURPOSES = tuple(dict.fromkeys(("completer", *labeler_purposes())))
     labelers: list[str] = ["symbolic", "mc", "judge"]
-    rollouts: RolloutConfig = Field(default_factory=RolloutConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    prm: PRMLabelerConfig = Field(default_factory=PRMLabelerConfig)
-    consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
-    fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
-    # A trace with more steps is quarantined (`too_many_steps`): every labeler's cost grows with
-    # the step count (a 1 MB trace of one-line paragraphs is 90k steps, half a minute of symbolic
-    # checks alone), and no trainer wants such a trace. R1-length traces have hundreds.
-    max_steps: int = 2048
-    chunk_size: int = 4096
 
     @model_validator(mode="after")
-    def _registered(self) -> LabelConfig:
+    def _registered(self) -> LabelSettings:
         known_labelers(self.labelers, "label.labelers")
         known_labelers(self.consensus.sources, "label.consensus.sources")
         return self
@@ -51,6 +42,27 @@ class LabelConfig(ModelStageConfig):
         used = {p for name in self.labelers for p in LABELERS[name].uses}
         used |= {"completer"} if self.fidelity.info_gain or self.consensus.resolve == "evidence" else set()
         return tuple(p for p in self.PURPOSES if p in used)
+
+    @classmethod
+    def discovered_modules(cls) -> tuple[str, ...]:
+        return tuple(labeler.__module__ for labeler in LABELERS.values())
+
+
+# The label section: `labelers`, each registered labeler's part (`judge`, `rollouts`, ...) in
+# registry order, then the stage's own settings, in the order recipes and dumps show them.
+LabelConfig = create_model(
+    "LabelConfig",
+    __base__=LabelSettings,
+    __module__=__name__,
+    **labeler_sections(),
+    consensus=(ConsensusConfig, Field(default_factory=ConsensusConfig)),
+    fidelity=(FidelityConfig, Field(default_factory=FidelityConfig)),
+    # A trace with more steps is quarantined (`too_many_steps`): every labeler's cost grows with
+    # the step count (a 1 MB trace of one-line paragraphs is 90k steps, half a minute of symbolic
+    # checks alone), and no trainer wants such a trace. R1-length traces have hundreds.
+    max_steps=(int, 2048),
+    chunk_size=(int, 4096),
+)
 
 
 class Label(ShardStage):

@@ -86,12 +86,6 @@ def merge_kinds(first: dict, other: dict) -> dict:
     return {**first, "provenance": json.dumps(prov, sort_keys=True)}
 
 
-def pair_kinds(row: dict) -> list[str]:
-    """Every kind that made a pair (a `pairs` or `dpo` row): its provenance's `kinds`, else its
-    `kind` (rows written before pairs were merged across kinds)."""
-    return json.loads(row["provenance"] or "{}").get("kinds") or [row["kind"]]
-
-
 def by_problem(traces: Iterable[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for t in traces:

@@ -2,14 +2,14 @@
 misaligned (thinking concludes one thing, the answer says another) or rationalized (correct
 answer over a flaw that is never repaired) trace of the same problem.
 
-A self-corrected trace (its slips restated right by later steps, `stages/label/repair.py`) is on
+A self-corrected trace (its slips restated right by later steps, `stages/arithmetic/repair.py`) is on
 neither side: catching one's own slip is the use of thinking the corpus wants to keep, so it is
 never rejected, and with a located first error it is not the clean trace a chosen side must be.
 """
 
 from __future__ import annotations
 
-from stages.label.repair import repairs
+from stages.arithmetic.repair import repairs
 from stages.pairs.common import by_problem, make_pair
 
 

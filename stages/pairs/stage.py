@@ -10,11 +10,11 @@ from pydantic import Field
 
 from schemas import LABELED_TRACES, PAIRS
 from stages.base import ModelStageConfig, ShardStage
-from stages.label.rollouts import RolloutConfig
 from stages.pairs.common import dedupe_and_cap
 from stages.pairs.fidelity_pairs import fidelity_pairs
 from stages.pairs.step_pairs import NextStepConfig, next_step_pairs, sibling_pairs
 from stages.pairs.trace_pairs import trace_pairs
+from stages.rollouts import RolloutConfig
 
 Kind = Literal["step", "trace", "fidelity"]
 

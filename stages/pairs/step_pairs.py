@@ -28,12 +28,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from schemas.labels import KEPT
+from stages.arithmetic.claims import check_step
 from stages.engine import Engine, SamplingConfig
-from stages.label.base import step_prefix
-from stages.label.consensus import KEPT
-from stages.label.rollouts import RolloutConfig, rollout_values
-from stages.label.symbolic import check_step
 from stages.pairs.common import by_problem, make_pair
+from stages.rollouts import RolloutConfig, rollout_values
+from stages.segment import step_prefix
 
 
 class NextStepConfig(BaseModel):

@@ -1,0 +1,1 @@
+"""The `problems` stage: bundled arithmetic or a Hub dataset, as `problems` shards (`stage.py`)."""

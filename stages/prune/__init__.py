@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.engine import SamplingConfig
+from stages.prune import cat, deepconf
 from stages.prune.chunked import GenerateFn
 from stages.prune.confidence import weighted_vote
 from stages.prune.outcome import Outcome, Pruned, final_answer
@@ -48,7 +49,7 @@ class StrategyConfig(BaseModel):
     branch: int = Field(2, ge=1)  # cat: candidate next steps per live trace
     chunk_tokens: int = Field(32, ge=1)  # online deepconf and cat: tokens between checks (cat: a step)
     prefix_tokens: int = Field(50, ge=1)  # think_at_n: the prefix whose deep-thinking ratio ranks
-    # think_at_n: `stages.evaluate.depth.DepthConfig`'s two settings, kept as plain numbers here
+    # think_at_n: `stages.logit_lens.DepthConfig`'s two settings, kept as plain numbers here
     # so that the generate stage does not import torch for the other strategies
     depth_threshold: float = Field(0.5, gt=0)
     depth_fraction: float = Field(0.85, gt=0, le=1)
@@ -75,14 +76,10 @@ def run_strategy(
             outs.append(o)
         return outs
     if cfg.kind == "deepconf":
-        from stages.prune import deepconf
-
         return (deepconf.offline if cfg.mode == "offline" else deepconf.online)(cfg, generate, prompts, seeds, sampling)
     if cfg.kind == "cat":
-        from stages.prune import cat
-
         return cat.run(cfg, generate, prompts, seeds, sampling)
-    from stages.prune import think
+    from stages.prune import think  # it loads torch and transformers: only for think@n
 
     if model is None:
         raise ValueError("think_at_n needs the generating model's name (its weights give the ratio)")

@@ -1,7 +1,7 @@
 """Think@n (arXiv 2602.13517): keep the samples that think deepest early, finish only those.
 
 All `n` samples are generated for `prefix_tokens` tokens (50 in the paper); each prefix's
-deep-thinking ratio (`stages.evaluate.depth`: the share of tokens that settle only in the last
+deep-thinking ratio (`stages.logit_lens`: the share of tokens that settle only in the last
 layers) is computed under the generating model's weights with transformers (vLLM does not expose
 hidden states), and the top `eta` share is continued to the end; the others are pruned. A sample
 that finishes within the prefix is kept like the others if it ranks high enough.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stages.engine import SamplingConfig
+from stages.logit_lens import DepthConfig, deep_thinking_ratio, load_model
 from stages.prune.chunked import GenerateFn, Partial, advance, run_to_end, sub_seed
 from stages.prune.confidence import keep_top
 from stages.prune.outcome import Outcome, Pruned
@@ -20,16 +21,12 @@ _LOADED: dict[str, tuple] = {}  # model name -> (model, tokenizer): loaded once 
 
 
 def loaded_model(name: str, device: str = "auto"):
-    from stages.evaluate.deep_thinking import load_model
-
     if name not in _LOADED:
         _LOADED[name] = load_model(name, device)
     return _LOADED[name]
 
 
 def prefix_ratio(loaded, p: Partial, cfg) -> float:
-    from stages.evaluate.depth import DepthConfig, deep_thinking_ratio
-
     depth = DepthConfig(threshold=cfg.depth_threshold, depth_fraction=cfg.depth_fraction)
     model, tok = loaded
     prompt_ids = tok(p.prompt, add_special_tokens=False).input_ids

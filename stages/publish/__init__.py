@@ -1,21 +1,5 @@
-"""Publishing: the curated configs as a Hub-ready dataset folder (shards, figures, card), locally or on the Hub.
+"""The publish stage: the curated configs as a dataset with figures and a card (`stage.py`).
 
-Split into parts so each concern can be read and tested alone: `layout` (row order, row groups and
-shards by size, column encodings), `shards` (deterministic Parquet, streamed),
-`figures` (diagnostic PNGs), `card` (README.md generated from the data), `hub` (atomic local
-publish and idempotent Hub commits) and `stage` (the single-process reduction tying them together).
+The machinery it shares with the evaluation's results is `stages/dataset/`; the corpus's own card
+(`card.py`) and diagnostic figures (`figures.py`) are here.
 """
-
-from stages.publish.hub import PublishError, publish_hub, publish_local
-from stages.publish.shards import ShardInfo, write_config_shards
-from stages.publish.stage import PublishConfig, publish
-
-__all__ = [
-    "PublishConfig",
-    "PublishError",
-    "ShardInfo",
-    "publish",
-    "publish_hub",
-    "publish_local",
-    "write_config_shards",
-]

@@ -11,42 +11,22 @@ does not grow with the corpus. The dataset is always assembled locally first, at
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
 
 import pyarrow.parquet as pq
-from pydantic import Field, field_validator
 
 from schemas import CONFIGS
-from stages.base import StageConfig, StageContext
+from stages.base import StageContext
+from stages.dataset.shards import ShardInfo, write_config_shards
+from stages.dataset.target import DatasetTarget, publish_folder
 from stages.funnel import funnel
-from stages.paths import inside_root, relative_path, replaceable
 from stages.publish.card import render_card
 from stages.publish.figures import STATS_COLUMNS, TraceStats, write_figures
-from stages.publish.hub import publish_hub, publish_local
-from stages.publish.shards import MAX_SHARD_BYTES, ROW_GROUP_BYTES, ShardInfo, write_config_shards
 from stages.shards import row_count, shard_paths
 
-T = TypeVar("T")
 
-
-class PublishConfig(StageConfig):
-    target: Literal["local", "hub"] = "local"
-    path: str = "dataset"  # local folder, relative to the run's output root (also the staging folder for "hub")
-    repo_id: str | None = None
-    private: bool = False
-    create_pr: bool = False
-    revision: str | None = None  # branch to commit to (default main)
-    tag: str | None = None  # explicit tag; default: the next v<N>
-    default_config: str = "dpo"
-    max_shard_bytes: int = Field(MAX_SHARD_BYTES, gt=0)
-    row_group_bytes: int = Field(ROW_GROUP_BYTES, gt=0)
-
-    @field_validator("path")
-    @classmethod
-    def _inside_output_root(cls, value: str) -> str:
-        return relative_path(value, "publish.path")
+class PublishConfig(DatasetTarget):
+    """The publish stage's section: where the corpus goes, and how its shards are cut."""
 
 
 def _summary(shards: list[ShardInfo]) -> dict:
@@ -103,28 +83,6 @@ def build(folder: Path, inputs: dict[str, Path], metadata: dict, cfg: PublishCon
     )
     (folder / "README.md").write_text(card, encoding="utf-8")
     return {name: _summary(parts) for name, parts in shards.items()} | {name: {"skipped": "no rows"} for name in empty}
-
-
-def publish_folder(build_fn: Callable[[Path], T], cfg: PublishConfig, out_root: Path, owns: set[str]) -> dict:
-    """Build a dataset with `build_fn(folder)` and swap it in at `cfg.path` under `out_root` (which
-    may hold only the names in `owns`: the swap deletes them), then commit it to the Hub when the
-    target says so. Returns where it went and `build_fn`'s result under `built`."""
-    if cfg.target == "hub" and not cfg.repo_id:
-        raise ValueError("publish target 'hub' needs repo_id")
-    dest = inside_root(Path(out_root), cfg.path, "publish.path")
-    replaceable(dest, owns, "publish.path", cfg.path)
-    result = {"target": cfg.target, "path": str(dest.resolve()), "built": publish_local(build_fn, dest)}
-    if cfg.target == "hub":
-        hub = publish_hub(
-            dest,
-            cfg.repo_id,
-            private=cfg.private,
-            create_pr=cfg.create_pr,
-            revision=cfg.revision,
-            tag=cfg.tag,
-        )
-        result |= {"repo_id": cfg.repo_id, "hub": hub}
-    return result
 
 
 def publish(inputs: dict[str, Path], metadata: dict, cfg: PublishConfig, out_root: Path) -> dict:

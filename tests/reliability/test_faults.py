@@ -113,7 +113,7 @@ def test_a_publish_removes_what_killed_publishes_left_beside_its_folder(tmp_path
     neighbouring dataset's stay."""
     import os
 
-    from stages.publish.hub import publish_local
+    from stages.dataset.hub import publish_local
 
     left = [f".dataset.tmp-{os.getpid()}-abc", ".dataset.tmp-1-def", f".dataset.old-{os.getpid()}-ghi"]
     for name in left + [".other.tmp-1-x"]:

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from infra.reliability.hostile import BOUNDS_S, MB, hostile_problems, hostile_traces, run_hostile
-from stages.generate import check_problem
-from stages.label import verify_isolated
-from stages.label.verify import verify_answer
+from stages.trace_rows import check_problem
+from stages.verification import isolated
+from stages.verification.verify import verify_answer
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +104,11 @@ def test_math_verify_off_the_main_thread_has_a_real_deadline():
     thread.start()
     thread.join(60)
     assert results and results[0][0] is False and results[0][1] < 30  # 4 s of deadline, plus the child's start
-    assert verify_isolated.math_equal("1/2", "0.5", 2.0) is True
-    child = verify_isolated._CHILD.proc
+    assert isolated.math_equal("1/2", "0.5", 2.0) is True
+    child = isolated._CHILD.proc
     os.kill(child.pid, signal.SIGSTOP)
     start = time.perf_counter()
-    with pytest.raises(verify_isolated.VerifyTimeout):
-        verify_isolated.math_equal("1/3", "0.5", 1.0)
+    with pytest.raises(isolated.VerifyTimeout):
+        isolated.math_equal("1/3", "0.5", 1.0)
     assert 3.5 < time.perf_counter() - start < 8 and child.wait(5) == -signal.SIGKILL
-    assert verify_isolated.math_equal("1/3", "2/6", 2.0) is True
+    assert isolated.math_equal("1/3", "2/6", 2.0) is True

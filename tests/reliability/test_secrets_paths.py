@@ -16,12 +16,11 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from flows.pipeline import PIPELINE
-from flows.recipe import load_recipe
+from flows.pipeline import PIPELINE, load_recipe
 from infra.reliability.synthetic import write_synthetic_run
+from stages.dataset.hub import resolve_token
 from stages.label.stage import Label, LabelConfig
 from stages.paths import inside_root, relative_path
-from stages.publish.hub import resolve_token
 from stages.publish.stage import PublishConfig, publish
 
 TOKEN = "hf_" + "Zq3" * 12  # shaped like a real token, so the scrubber has to recognise it

@@ -1,0 +1,1 @@
+"""The evaluation's `depth` stage: each trace's deep-thinking ratio (`stage.py`)."""
